@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Puts Delta's jars (from Maven Central) into pyspark's jars/ and writes pyspark's
 # conf/spark-defaults.conf with Delta's SQL extension and catalog, so that a plain
-# `spark-submit` (whose JVM starts before any Python code) and every executor JVM know Delta.
+# `spark-submit` (whose JVM starts before any Python code) and every executor JVM know Delta,
+# and Python workers run the venv's interpreter.
 set -euo pipefail
 VENV=${1:?usage: install_delta_jars.sh VENV}
 SPARK_HOME=$("$VENV/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')
@@ -17,11 +18,14 @@ for art in "delta-spark_2.13" "delta-storage"; do
   fi
   cp "$CACHE/$jar" "$SPARK_HOME/jars/$jar"
 done
+VENV_PY=$(cd "$VENV" && pwd)/bin/python
 mkdir -p "$SPARK_HOME/conf"
 cat > "$SPARK_HOME/conf/spark-defaults.conf" <<CONF
 # written by bigearth_spark scripts/install_delta_jars.sh
 spark.sql.extensions                   io.delta.sql.DeltaSparkSessionExtension
 spark.sql.catalog.spark_catalog        org.apache.spark.sql.delta.catalog.DeltaCatalog
 spark.databricks.delta.schema.autoMerge.enabled false
+spark.pyspark.python                   $VENV_PY
+spark.pyspark.driver.python            $VENV_PY
 CONF
 echo "Delta $DELTA jars in $SPARK_HOME/jars; defaults in $SPARK_HOME/conf/spark-defaults.conf"

@@ -1,0 +1,47 @@
+"""Typed configuration: a YAML profile from ``conf/`` (``local``, ``cluster``, or a path),
+overridden by command-line flags. Paths are URIs handed to Hadoop's filesystem layer."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONF_DIR = Path(os.environ.get("BIGEARTH_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of a run."""
+
+    lake: str = "lake"  # lake root URI: file:/..., s3a://..., abfss://..., hdfs://..., dbfs:/...
+    database: str = "bigearthnet"  # catalog database the tables are registered in
+    master: str | None = None  # None: spark-submit's --master, or local[*]
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    profile: str = "default"
+
+
+def profile_path(profile: str) -> Path:
+    """The YAML file of a profile name (``local`` → ``conf/local.yaml``) or a path."""
+    p = Path(profile)
+    return p if p.suffix in (".yaml", ".yml") else CONF_DIR / f"{profile}.yaml"
+
+
+def load_config(profile: str | None = None, **overrides: Any) -> Config:
+    """Load a profile (missing profile name → defaults) and apply non-None ``overrides``."""
+    data: dict[str, Any] = {}
+    if profile:
+        path = profile_path(profile)
+        if not path.is_file():
+            raise FileNotFoundError(f"config profile {profile!r} not found at {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        unknown = set(data) - {f.name for f in fields(Config)}
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        data["spark_conf"] = {str(k): str(v) for k, v in (data.get("spark_conf") or {}).items()}
+        data["profile"] = str(path)
+    cfg = Config(**data)
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

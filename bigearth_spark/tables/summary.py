@@ -1,0 +1,53 @@
+"""A summary of a lake: rows and version per table, pairs per split, top labels, quarantine."""
+
+from __future__ import annotations
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from rich.console import Console
+from rich.table import Table
+
+from bigearth_spark.tables.schema import DATABASE, TABLES
+from bigearth_spark.tables.write import table_path
+
+
+def lake_summary(spark: SparkSession, lake: str, db: str = DATABASE, top: int = 10) -> dict:
+    """Counts of the lake's tables as a dict (tables, splits, top_labels, quarantine)."""
+    tables = {}
+    for name in TABLES:
+        path = table_path(lake, name)
+        if DeltaTable.isDeltaTable(spark, path):
+            t = DeltaTable.forPath(spark, path)
+            tables[name] = {"rows": t.toDF().count(), "version": t.history(1).first()["version"]}
+    q = spark.sql
+    splits = [r.asDict() for r in q(f"SELECT * FROM {db}.split_counts ORDER BY archive, split").collect()]
+    labels = [
+        r.asDict()
+        for r in q(
+            f"SELECT archive, label, COUNT(*) AS patches FROM {db}.labels WHERE nomenclature = '19' "
+            f"GROUP BY archive, label ORDER BY patches DESC, label LIMIT {top}"
+        ).collect()
+    ]
+    quarantine = [r.asDict() for r in q(f"SELECT * FROM {db}.quarantine_counts ORDER BY reason").collect()]
+    return {"tables": tables, "splits": splits, "top_labels": labels, "quarantine": quarantine}
+
+
+def print_summary(summary: dict, console: Console | None = None) -> None:
+    """Print :func:`lake_summary`'s dict as tables."""
+    console = console or Console()
+    sections = [
+        ("Tables", ["table", "rows", "version"],
+         [[n, v["rows"], v["version"]] for n, v in summary["tables"].items()]),
+        ("Pairs per split", ["archive", "split", "pairs", "with_s1", "snow", "cloud_or_shadow",
+                             "no_19_label"], [list(r.values()) for r in summary["splits"]]),
+        ("Top 19-class labels", ["archive", "label", "patches"],
+         [list(r.values()) for r in summary["top_labels"]]),
+        ("Quarantine", ["reason", "kind", "items"], [list(r.values()) for r in summary["quarantine"]]),
+    ]  # fmt: skip
+    for title, columns, rows in sections:
+        table = Table(title=title, title_justify="left")
+        for c in columns:
+            table.add_column(c)
+        for row in rows:
+            table.add_row(*["" if v is None else str(v) for v in row])
+        console.print(table)

@@ -1,0 +1,115 @@
+"""Every model builds for any band count, runs forward/backward and exposes its embedding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from bigearth_spark.archive.labels import NAMES_19
+from bigearth_spark.train.models import (
+    MODEL_NAMES,
+    SCNN,
+    KBranchCNN,
+    MultiLabelNet,
+    build_model,
+    embed,
+)
+
+NUM_CLASSES = len(NAMES_19)
+# K-Branch groups per band count: S1 | S2 10 m + 20 m | + 60 m | + S1.
+BRANCHES = {2: [2], 10: [4, 6], 12: [4, 6, 2], 14: [4, 6, 2, 2]}
+CHANNELS = sorted(BRANCHES)
+FEATURE_DIMS = {"s-cnn": 128, "k-branch": 128, "vgg16": 4096, "resnet50": 2048}
+# The small nets run every band count; building a torchvision net costs seconds on a CPU, so
+# those run the extreme band counts (the first-conv adaptation is the same code for all).
+TRAINED = [(n, c) for n in ("s-cnn", "k-branch") for c in CHANNELS] + [
+    (n, c) for n in ("vgg16", "resnet50") for c in (2, 14)
+]
+# Deep nets: shape only, on one image, one band count each (together all four counts).
+HEAVY = [("vgg19", 10), ("resnet101", 12), ("resnet152", 14), ("vgg19", 2)]
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def _build(name: str, channels: int) -> MultiLabelNet:
+    kw = {"branches": BRANCHES[channels]} if name == "k-branch" else {}
+    return build_model(name, channels, NUM_CLASSES, **kw)
+
+
+@pytest.mark.parametrize(("name", "channels"), TRAINED)
+def test_forward_backward(name: str, channels: int) -> None:
+    model = _build(name, channels)
+    x = torch.randn(2, channels, 120, 120)
+    logits = model(x)
+    assert logits.shape == (2, NUM_CLASSES)
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+    loss.backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    features = embed(model, x)
+    assert features.shape == (2, FEATURE_DIMS[name])
+    assert model.training  # embed restores the mode
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.head(features), model(x))
+
+
+@pytest.mark.parametrize(("name", "channels"), HEAVY)
+def test_heavy_models_shape(name: str, channels: int) -> None:
+    model = _build(name, channels).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, channels, 120, 120)).shape == (1, NUM_CLASSES)
+
+
+def test_model_names_and_errors() -> None:
+    assert set(MODEL_NAMES) == {
+        "s-cnn", "k-branch", "vgg16", "vgg19", "resnet50", "resnet101", "resnet152"
+    }  # fmt: skip
+    assert isinstance(build_model("s-cnn", 3, 43), SCNN)
+    assert isinstance(build_model("k-branch", 3, 43), KBranchCNN)  # one branch by default
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("alexnet", 3, 43)
+    with pytest.raises(ValueError, match="sum to 12"):
+        KBranchCNN(12, 19, branches=[4, 6])
+
+
+def test_kbranch_branches_see_only_their_channels() -> None:
+    model = KBranchCNN(6, 19, branches=[4, 2]).eval()
+    x = torch.randn(1, 6, 120, 120)
+    y = x.clone()
+    y[:, 4:] += 1.0  # change only the second group
+    branches = model.body[0]
+    with torch.no_grad():
+        a, b = branches(x), branches(y)
+    torch.testing.assert_close(a[:, :128], b[:, :128])
+    assert not torch.allclose(a[:, 128:], b[:, 128:])
+
+
+def test_scnn_learns_separable_task() -> None:
+    """Label c is on iff band c is bright: S-CNN must fit it within a few dozen steps."""
+    labels = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]] * 2, dtype=torch.float32)
+    x = 0.1 * torch.randn(8, 2, 120, 120) + labels[:, :, None, None]
+    model = SCNN(2, 2)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    def eval_loss() -> float:  # without dropout noise
+        model.eval()
+        with torch.no_grad():
+            loss = loss_fn(model(x), labels).item()
+        model.train()
+        return loss
+
+    before = eval_loss()
+    for _ in range(20):
+        optimiser.zero_grad()
+        loss_fn(model(x), labels).backward()
+        optimiser.step()
+    assert eval_loss() < 0.1 * before
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal((model(x) > 0).float(), labels)
