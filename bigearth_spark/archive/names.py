@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 _V1_S2 = re.compile(r"^(S2[AB])_MSIL2A_(\d{8})T(\d{5,6})_(\d+)_(\d+)$")
 _S1 = re.compile(r"^(S1[AB])_IW_GRDH_1SDV_(\d{8})T(\d{6})_(\d{2}[A-Z]{3})_(\d+)_(\d+)$")
@@ -30,8 +30,11 @@ class PatchName:
 
 
 def _time(date: str, hhmmss: str) -> datetime:
-    # v1 quirk: the time may have 5 digits (no leading zero on the hour)
-    return datetime.strptime(date + hhmmss.zfill(6), "%Y%m%d%H%M%S")
+    # v1 quirks: the time may have 5 digits (no leading zero on the hour), and 13,599 official
+    # names carry seconds 60 or 61 (e.g. T94160): add them as a duration, never reject them.
+    t = hhmmss.zfill(6)
+    day = datetime(int(date[:4]), int(date[4:6]), int(date[6:8]))
+    return day + timedelta(hours=int(t[:2]), minutes=int(t[2:4]), seconds=int(t[4:]))
 
 
 def parse_v1_s2(name: str) -> PatchName:

@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "synth_manifest.json"
+_WORKERS = 8  # threads writing pairs: file creation dominates on slow disks
 V1_S2_ROOT, V1_S1_ROOT, V1_S2_EXTRA_ROOT = (
     "BigEarthNet-v1.0",
     "BigEarthNet-S1-v1.0",
@@ -268,7 +269,7 @@ def _signatures() -> tuple[np.ndarray, np.ndarray]:
     for i, recipe in enumerate(_RECIPES):
         mix = sum(w * np.asarray(_MATERIALS[m], dtype=np.float64) for m, w in recipe.items())
         s2[i] = mix[:12] * np.exp(0.12 * rng.standard_normal(12))  # class-specific tint
-        s1[i] = mix[12:] + rng.normal(0.0, 1.0, 2)
+        s1[i] = mix[12:] + rng.normal(0.0, 1.0, 2) - (2.0, 2.5)  # to the archive's mean dB
     return np.clip(s2, 20, 9000).astype(np.float32), s1.astype(np.float32)
 
 
@@ -695,6 +696,10 @@ class _Layout:
         n_products = min(len(_CATALOG), max(4, math.ceil(pairs / 25)))
         rest = [int(i) for i in rng.permutation(np.arange(3, len(_CATALOG)))]
         self.products = [_CATALOG[i] for i in [0, 1, 2, *rest][:n_products]]
+        # the seconds-overflow product is as rare as in the real archive (~2 % of patches)...
+        weights = np.array([0.1 if i == 1 else 1.0 for i in range(n_products)])
+        self.weights = weights / weights.sum()
+        self.forced = [1, 0, 2]  # ...but the first three patches show each quirk once
         self.scenes = {p.name: _scenes(rng, p) for p in self.products}
         self.used_cells: set[tuple[str, int, int]] = set()
         self.used_v1: set[str] = set()
@@ -706,7 +711,10 @@ class _Layout:
             raise ValueError(f"too many patches for {len(self.products)} tile products")
         rng = self.rng
         while True:
-            product = self.products[int(rng.integers(len(self.products)))]
+            if self.count < len(self.forced):
+                product = self.products[self.forced[self.count]]
+            else:
+                product = self.products[int(rng.choice(len(self.products), p=self.weights))]
             col, row = (int(v) for v in rng.integers(0, _GRID, 2))
             v1_time = product.v1_times[int(rng.integers(len(product.v1_times)))]
             scene = self.scenes[product.name][int(rng.integers(len(self.scenes[product.name])))]
@@ -901,10 +909,15 @@ def write_archive(out: Path, flavor: str, pairs: int, seed: int = 0, defects: bo
 
     Manifest keys: ``format``, ``flavor``, ``seed``, ``pairs``, ``roots`` (role -> folder or file
     relative to ``out``), ``s2_patches`` / ``s1_patches`` (ids of the good patches, sorted),
-    ``pairs_s2_to_s1`` (good pairs), ``patches`` (per good S2 id: see :func:`_patch_info`),
-    ``counts``, ``defects`` (reason -> list of ``{"patch_id", "path", "detail"}``; ``{}`` without
-    defects) and ``defect_patches`` (per S2 id of each defect pair, the same fields plus
-    ``reason``). Paths are POSIX, relative to ``out``.
+    ``pairs_s2_to_s1`` (good pairs), ``patches`` (per good S2 id: ``s1``, ``labels43``,
+    ``labels19``, ``split``, ``snow``, ``cloud``, ``no_19_labels``, ``s2v1_name``,
+    ``tile_product``, ``tile``, ``country``, ``epsg``, ``ulx``, ``uly``, ``s2_dir``, ``s1_dir``
+    and, v2, ``reference_map``), ``counts`` (per split, ``snow``, ``cloud``, ``no_19``,
+    ``defects``), ``defects`` (reason -> list of ``{"patch_id", "path", "detail"}``; ``{}``
+    without defects; ``patch_id`` is None for the stray file at the archive root) and
+    ``defect_patches`` (per S2 id of each defect pair, the same fields as ``patches`` plus
+    ``reason``; ``s2_dir``/``s1_dir`` None where that side was never written). Paths are POSIX,
+    relative to ``out``. ``split`` is None for v1 patches in no split list (snow, cloud, no-19).
     """
     if flavor not in ("v1", "v2"):
         raise ValueError(f"flavor must be 'v1' or 'v2', not {flavor!r}")
@@ -956,7 +969,7 @@ def write_archive(out: Path, flavor: str, pairs: int, seed: int = 0, defects: bo
         if flavor == "v2":
             w.write_refmap(p, codes)
 
-    # file creation dominates on slow disks: overlap it (bytes do not depend on the order)
+    # overlap file creation with rendering (the bytes do not depend on the order)
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
         for _ in pool.map(write_pair, good):
             pass
@@ -988,9 +1001,6 @@ def write_archive(out: Path, flavor: str, pairs: int, seed: int = 0, defects: bo
     manifest = _manifest(w, pairs, good, bad, defect_log)
     w.put(w.path(MANIFEST_NAME), (json.dumps(manifest, indent=1) + "\n").encode("ascii"))
     return manifest
-
-
-_WORKERS = 8
 
 
 def _bz2_list(names: Sequence[str], eol: str = "\r\n") -> bytes:

@@ -11,7 +11,10 @@ Steps (each table write is one atomic, idempotent Delta commit):
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,6 +74,14 @@ def _nomenclature_rows() -> list[tuple]:
     return rows
 
 
+@contextmanager
+def _step(name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    log.info("step %s ...", name)
+    yield
+    log.info("step %s done in %.1f s", name, time.perf_counter() - start)
+
+
 class Ingest:
     """One ingest run over ``inputs`` into the lake at ``lake``."""
 
@@ -95,15 +106,20 @@ class Ingest:
         roots = [r for i in inputs for r in layout.find_roots(i)]
         report = IngestReport(self.run_id, [f"{r.kind}:{r.path}" for r in roots])
         log.info("ingest %s: roots %s", self.run_id, report.roots)
-        self._nomenclature(report)
-        self._lists(_list_folders(inputs, roots, list_dirs or []), report)
-        entries, report.entries = discover.discover(self.spark, roots)
-        self._quarantine(quality.stray_entries(entries), report)
-        kinds = {r.kind for r in entries.select("kind").distinct().collect()}
+        with _step("nomenclature"):
+            self._nomenclature(report)
+        with _step("official lists"):
+            self._lists(_list_folders(inputs, roots, list_dirs or []), report)
+        with _step("discovery"):
+            entries, report.entries = discover.discover(self.spark, roots)
+            self._quarantine(quality.stray_entries(entries), report)
+            kinds = {r.kind for r in entries.select("kind").distinct().collect()}
         for group in GROUPS:
             if any(decode.KIND_GROUP.get(k) == group for k in kinds):
-                self._bronze(entries, group, report)
-        self._silver(report)
+                with _step(f"decode + write {group}"):
+                    self._bronze(entries, group, report)
+        with _step("pairs, labels, lake-wide checks"):
+            self._silver(report)
         catalog.register(self.spark, self.lake, self.db)
         report.table_versions = {
             name: t.history(1).first()["version"] for name, t in self.tables.items()

@@ -42,7 +42,9 @@ def _scores(tp: np.ndarray, n_true: np.ndarray, n_pred: np.ndarray) -> dict[str,
     return out
 
 
-def precision_recall_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
+def precision_recall_curve(
+    y_true: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall and thresholds of one binary problem, at every distinct score.
 
     Points are ordered by decreasing threshold (increasing recall); recall is all zeros when

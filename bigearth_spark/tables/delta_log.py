@@ -1,0 +1,124 @@
+"""Live files of a Delta table version, read from its transaction log without Spark.
+
+A Delta folder also holds dead parquet files (rewritten by MERGE, not yet vacuumed): only the
+files that a version's log replay keeps may be handed to a reader such as Petastorm. Supports
+classic checkpoints (single and multi-part) and JSON commits; refuses deletion vectors (a file
+with one has rows that must not be read) and v2 checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+import pyarrow.parquet as pq
+
+_COMMIT = re.compile(r"^(\d{20})\.json$")
+_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.(\d{10})\.(\d{10}))?\.parquet$")
+
+
+class DeltaLogError(RuntimeError):
+    """The log cannot be replayed into a list of plain parquet files."""
+
+
+@dataclass(frozen=True)
+class LiveFile:
+    """One live data file of a version."""
+
+    path: str  # absolute local path
+    partition_values: dict[str, str | None]
+    num_records: int | None
+    size: int
+
+
+@dataclass
+class Snapshot:
+    """A Delta table version and its live files."""
+
+    table: str
+    version: int
+    files: list[LiveFile] = field(default_factory=list)
+
+    def where(self, **partition: str | None) -> list[LiveFile]:
+        """Live files whose partition values equal ``partition`` (e.g. ``split="train"``)."""
+        return [
+            f for f in self.files
+            if all(f.partition_values.get(k) == v for k, v in partition.items())
+        ]  # fmt: skip
+
+
+def _local(table: str) -> Path:
+    if "://" in table and not table.startswith("file:"):
+        raise DeltaLogError(f"only local or mounted tables are read without Spark: {table}")
+    return Path(re.sub(r"^file:(//)?", "", table))
+
+
+def _add(actions: dict[str, dict], removed: set[str], action: dict) -> None:
+    if action.get("add"):
+        add = action["add"]
+        if add.get("deletionVector"):
+            raise DeltaLogError(f"{add['path']} has a deletion vector; disable them on the table")
+        actions[add["path"]] = add
+        removed.discard(add["path"])
+    elif action.get("remove"):
+        actions.pop(action["remove"]["path"], None)
+        removed.add(action["remove"]["path"])
+    elif action.get("checkpointMetadata") or action.get("sidecar"):
+        raise DeltaLogError("v2 checkpoints are not supported")
+
+
+def _checkpoint_actions(log: Path, version: int) -> tuple[int, dict[str, dict]]:
+    parts: dict[int, list[Path]] = {}
+    for p in log.iterdir():
+        m = _CHECKPOINT.match(p.name)
+        if m and int(m.group(1)) <= version:
+            parts.setdefault(int(m.group(1)), []).append(p)
+    if not parts:
+        return -1, {}
+    start = max(parts)
+    adds: dict[str, dict] = {}
+    for p in sorted(parts[start]):
+        table = pq.read_table(p, columns=["add"]).column("add").to_pylist()
+        for add in table:
+            if add:
+                _add(adds, set(), {"add": add})
+    return start, adds
+
+
+def snapshot(table: str, version: int | None = None) -> Snapshot:
+    """The live files of ``version`` (default: the latest) of the Delta table at ``table``."""
+    root = _local(table)
+    log = root / "_delta_log"
+    if not log.is_dir():
+        raise DeltaLogError(f"{table} is not a Delta table (no _delta_log)")
+    commits = sorted(int(m.group(1)) for p in log.iterdir() if (m := _COMMIT.match(p.name)))
+    if not commits:
+        raise DeltaLogError(f"{table}: empty log")
+    latest = commits[-1]
+    version = latest if version is None else version
+    if version > latest or version < 0:
+        raise DeltaLogError(f"{table}: version {version} does not exist (latest {latest})")
+    start, adds = _checkpoint_actions(log, version)
+    if start < 0 and commits[0] != 0:
+        raise DeltaLogError(f"{table}: log before version {commits[0]} was cleaned up")
+    removed: set[str] = set()
+    for v in (c for c in commits if start < c <= version):
+        with open(log / f"{v:020d}.json") as f:
+            for line in f:
+                if line.strip():
+                    _add(adds, removed, json.loads(line))
+    files = []
+    for rel, add in sorted(adds.items()):
+        stats = json.loads(add["stats"]) if add.get("stats") else {}
+        files.append(
+            LiveFile(
+                str(root / unquote(rel)),
+                dict(add.get("partitionValues") or {}),
+                stats.get("numRecords"),
+                int(add.get("size", 0)),
+            )
+        )
+    return Snapshot(str(root), version, files)

@@ -1,0 +1,216 @@
+"""The Horovod training loop (one process per rank: ``horovodrun`` or Horovod-on-Spark).
+
+DistributedOptimizer, broadcast of parameters and optimizer state, LR scaled by world size with
+linear warm-up, BCE-with-logits, AMP on GPU, exactly-once check of every epoch, validation
+macro-AP for early stopping, rank-0 checkpoints and MLflow tracking, a progress bar on rank 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import horovod.torch as hvd
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from bigearth_spark.archive.labels import NOMENCLATURES
+from bigearth_spark.train import checkpoint
+from bigearth_spark.train.data import DataSpec, PatchLoader, verify_epoch
+from bigearth_spark.train.metrics import multilabel_metrics
+from bigearth_spark.train.models import build_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (YAML in ``conf/train/``, overridable by flags)."""
+
+    lake: str = "lake"
+    out: str = "runs/default"
+    model: str = "s-cnn"
+    modality: str = "s1s2"
+    nomenclature: str = "19"
+    table_version: int | None = None  # None: latest; a resumed run keeps its recorded version
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3  # per rank; scaled by the world size
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.0
+    patience: int = 5
+    resampling: str = "bilinear"
+    augment: bool = True
+    stats: str = "v1"
+    seed: int = 0
+    reader_pool: str = "dummy"
+    mlflow_uri: str = "./mlruns"
+    experiment: str = "bigearth_spark"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Load a YAML config and apply non-None ``overrides``."""
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+
+def _spec(cfg: TrainConfig, split: str, version: int | None) -> DataSpec:
+    return DataSpec(cfg.lake, split, cfg.modality, cfg.nomenclature, version, cfg.batch_size,
+                    cfg.resampling, cfg.augment and split == "train", cfg.stats)  # fmt: skip
+
+
+def _gather_epoch(ids: list[str], loader: PatchLoader, skipped: list[str]) -> int:
+    all_ids = hvd.allgather_object(ids)
+    all_skipped = sum(hvd.allgather_object(len(skipped)))
+    return verify_epoch(all_ids, loader.rows_in_split, all_skipped)
+
+
+def evaluate(model: torch.nn.Module, loader: PatchLoader, device: torch.device) -> dict[str, Any]:
+    """Scores of this rank's shard gathered over all ranks; multi-label metrics of the split.
+    Also checks the split was read exactly once."""
+    model.eval()
+    ids, ys, ps, skipped = [], [], [], []
+    with torch.no_grad():
+        for batch in loader.epoch(0, skipped):
+            ps.append(torch.sigmoid(model(batch.x.to(device)).float()).cpu().numpy())
+            ys.append(batch.y.numpy())
+            ids += batch.ids
+    _gather_epoch(ids, loader, skipped)
+    k = len(NOMENCLATURES[loader.spec.nomenclature])
+    y = np.concatenate([a for part in hvd.allgather_object(ys) for a in part] or [np.zeros((0, k))])
+    p = np.concatenate([a for part in hvd.allgather_object(ps) for a in part] or [np.zeros((0, k))])
+    metrics = multilabel_metrics(y, p)
+    metrics["rows"] = len(y)
+    return metrics
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) training; return the final validation metrics and the table version."""
+    hvd.init()
+    rank, world = hvd.rank(), hvd.size()
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(hvd.local_rank())
+    device = torch.device("cuda" if cuda else "cpu")
+    out = Path(cfg.out)
+    resumed = checkpoint.load(out / checkpoint.LATEST)
+    state = resumed["state"] if resumed else checkpoint.TrainState()
+    version = state.table_version if resumed else cfg.table_version
+    train_loader = PatchLoader(_spec(cfg, "train", version), rank, world, cfg.seed, cfg.reader_pool)
+    version = train_loader.version
+    val_loader = PatchLoader(_spec(cfg, "validation", version), rank, world, cfg.seed,
+                             cfg.reader_pool)  # fmt: skip
+    state.table_version = version
+    classes = len(NOMENCLATURES[cfg.nomenclature])
+    model = build_model(cfg.model, len(train_loader.spec.bands), classes).to(device)
+    base_lr = cfg.lr * world
+    opt = torch.optim.Adam(model.parameters(), lr=base_lr, weight_decay=cfg.weight_decay)
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["optimizer"])
+        checkpoint.set_rng_state(resumed["rng"])
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    hvd.broadcast_optimizer_state(opt, root_rank=0)
+    opt = hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters())
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    steps_per_epoch = max(1, train_loader.rows_in_split // (cfg.batch_size * world))
+    warmup_steps = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    tracker = _Tracker(cfg, version, world) if rank == 0 else None
+    metrics: dict[str, Any] = {}
+    for epoch in range(state.epoch, cfg.epochs):
+        model.train()
+        ids: list[str] = []
+        skipped: list[str] = []
+        losses = []
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0)
+        for batch in train_loader.epoch(epoch, skipped):
+            for group in opt.param_groups:
+                group["lr"] = base_lr * min(1.0, (state.step + 1) / warmup_steps)
+            opt.zero_grad()
+            with torch.autocast(device.type, enabled=cuda):
+                loss = loss_fn(model(batch.x.to(device)), batch.y.to(device))
+            scaler.scale(loss).backward()
+            if cuda:
+                opt.synchronize()
+                scaler.unscale_(opt)
+                with opt.skip_synchronize():
+                    scaler.step(opt)
+            else:
+                opt.step()
+            scaler.update()
+            state.step += 1
+            ids += batch.ids
+            losses.append(float(loss))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        bar.close()
+        hvd.join()  # shards differ in size: ranks that finish early wait for the others
+        seen = _gather_epoch(ids, train_loader, skipped)
+        train_loss = float(np.mean(hvd.allgather_object(float(np.mean(losses)) if losses else np.nan)))
+        metrics = evaluate(model, val_loader, device)
+        state.epoch = epoch + 1
+        improved = metrics["macro_ap"] > state.best_metric
+        state.best_metric = max(state.best_metric, metrics["macro_ap"])
+        state.epochs_without_improvement = 0 if improved else state.epochs_without_improvement + 1
+        summary = {"train_loss": train_loss, "train_rows": seen,
+                   **{k: float(v) for k, v in metrics.items() if np.isscalar(v)}}  # fmt: skip
+        state.history.append(summary)
+        if rank == 0:
+            cfg_dict = asdict(cfg)
+            checkpoint.save(out / checkpoint.LATEST, model, opt, state, cfg_dict)
+            if improved:
+                checkpoint.save(out / checkpoint.BEST, model, opt, state, cfg_dict)
+            tracker.epoch(epoch, summary)
+            log.info("epoch %d: %s", epoch + 1, json.dumps(summary))
+        if state.epochs_without_improvement >= cfg.patience:
+            if rank == 0:
+                log.info("early stop: no macro-AP gain for %d epochs", cfg.patience)
+            break
+    if not metrics:  # resumed a finished run: report its validation metrics again
+        metrics = evaluate(model, val_loader, device)
+    result = {
+        "micro_f1": float(metrics["micro_f1"]), "macro_f1": float(metrics["macro_f1"]),
+        "macro_ap": float(metrics["macro_ap"]), "micro_ap": float(metrics["micro_ap"]),
+        "table_version": version, "epochs": state.epoch, "world_size": world,
+        "checkpoint": str(out / checkpoint.BEST),
+    }  # fmt: skip
+    if tracker:
+        tracker.finish(out, result)
+    return result
+
+
+class _Tracker:
+    """MLflow tracking of rank 0: params, per-epoch metrics, table version, the model."""
+
+    def __init__(self, cfg: TrainConfig, version: int, world: int) -> None:
+        import mlflow
+
+        self.mlflow = mlflow
+        uri = cfg.mlflow_uri
+        mlflow.set_tracking_uri(uri if "://" in uri or uri.startswith("file:") else
+                                Path(uri).resolve().as_uri())  # fmt: skip
+        mlflow.set_experiment(cfg.experiment)
+        self.run = mlflow.start_run(run_name=Path(cfg.out).name)
+        mlflow.log_params({**asdict(cfg), "table_version": version, "world_size": world})
+
+    def epoch(self, epoch: int, summary: dict[str, float]) -> None:
+        self.mlflow.log_metrics({k: v for k, v in summary.items() if np.isfinite(v)}, step=epoch)
+
+    def finish(self, out: Path, result: dict[str, Any]) -> None:
+        self.mlflow.log_dict(result, "result.json")
+        best = out / checkpoint.BEST
+        if best.is_file():
+            self.mlflow.log_artifact(str(best), artifact_path="model")
+        self.mlflow.end_run()
