@@ -104,7 +104,8 @@ def _v1_frame(files: dict[str, Path]) -> tuple[pd.DataFrame, set[str]]:
     frame = pd.DataFrame(list(rows.values()))
     for column in V1_FLAG_FILES.values():
         if column in known:
-            frame[column] = frame.get(column, pd.Series(dtype=object)).fillna(False)
+            listed = frame[column] if column in frame else pd.Series(False, index=frame.index)
+            frame[column] = listed.map(lambda v: v is True)
     frame["archive"] = "v1"
     return frame, known
 

@@ -1,0 +1,77 @@
+"""Shared fixtures: one real SparkSession (local[2], Delta), generated archives and lakes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "bigearthnet"
+SAMPLES = SHARED / "samples" / "v1"
+VENV_BIN = Path(sys.executable).parent
+
+
+def run_cli(*args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a console command of the venv (``bigearth-spark``, ``spark-submit`` ...)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [str(VENV_BIN / args[0]), *args[1:]], cwd=REPO, env=env, capture_output=True,
+        text=True, timeout=timeout,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from bigearth_spark.config import load_config
+    from bigearth_spark.spark import build_spark
+
+    cfg = load_config("local")
+    session = build_spark("bigearth-tests", "local[2]", cfg.spark_conf)
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def v1_archive(tmp_path_factory) -> tuple[Path, dict]:
+    """A synthetic v1 archive (S2, S1, lists) with every kind of defect."""
+    from bigearth_spark.archive.synth import write_archive
+
+    out = tmp_path_factory.mktemp("v1") / "archive"
+    return out, write_archive(out, "v1", 40, seed=11, defects=True)
+
+
+@pytest.fixture(scope="session")
+def v1_lake(spark, v1_archive, tmp_path_factory):
+    """The v1 archive ingested once; (lake path, ingest report)."""
+    from bigearth_spark.etl.ingest import Ingest
+
+    lake = str(tmp_path_factory.mktemp("v1lake") / "lake")
+    report = Ingest(spark, lake).run([str(v1_archive[0])])
+    return lake, report
+
+
+@pytest.fixture(scope="session")
+def v2_archive(tmp_path_factory) -> tuple[Path, dict]:
+    """A synthetic v2 archive (S2, S1, reference maps, metadata) with defects."""
+    from bigearth_spark.archive.synth import write_archive
+
+    out = tmp_path_factory.mktemp("v2") / "archive"
+    return out, write_archive(out, "v2", 30, seed=5, defects=True)
+
+
+@pytest.fixture(scope="session")
+def v2_lake(spark, v2_archive, tmp_path_factory):
+    """The v2 archive ingested once; (lake path, ingest report)."""
+    from bigearth_spark.etl.ingest import Ingest
+
+    lake = str(tmp_path_factory.mktemp("v2lake") / "lake")
+    report = Ingest(spark, lake).run([str(v2_archive[0])])
+    return lake, report
