@@ -18,8 +18,8 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.compression.codec": "zstd",
-    # ~60 S1+S2 pairs per row group: Petastorm shards by row group
-    "spark.hadoop.parquet.block.size": str(16 * 1024 * 1024),
+    # ~15 S1+S2 pairs per row group: Petastorm shards by row group
+    "spark.hadoop.parquet.block.size": str(4 * 1024 * 1024),
     "spark.sql.files.maxRecordsPerFile": "2000",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",

@@ -10,10 +10,12 @@ loop can prove that each row of the split was delivered exactly once across all 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from petastorm import make_batch_reader
@@ -118,6 +120,10 @@ class PatchLoader:
         self.files = snap.where(split=spec.split)
         if not self.files:
             raise ValueError(f"split {spec.split!r} has no rows in pairs version {self.version}")
+        row_groups = sum(pq.ParquetFile(f.path).metadata.num_row_groups for f in self.files)
+        # Petastorm shards by row group; with fewer row groups than ranks, every rank reads the
+        # split and keeps the rows whose id hashes to it (still exactly once, more reading).
+        self.hash_sharding = world_size > row_groups
         self.target = f"multi_hot_{spec.nomenclature}"
         self.columns = ["patch_id", self.target, *[b.name for b in spec.bands]]
 
@@ -134,8 +140,8 @@ class PatchLoader:
             workers_count=self.workers,
             shuffle_row_groups=self.spec.split == "train",
             seed=self.seed + epoch,
-            cur_shard=self.rank if self.world_size > 1 else None,
-            shard_count=self.world_size if self.world_size > 1 else None,
+            cur_shard=None if self.hash_sharding or self.world_size == 1 else self.rank,
+            shard_count=None if self.hash_sharding or self.world_size == 1 else self.world_size,
             num_epochs=1,
         )
 
@@ -152,6 +158,10 @@ class PatchLoader:
             for rb in reader:
                 cols = rb._asdict()
                 ids = [str(i) for i in cols["patch_id"]]
+                if self.hash_sharding:
+                    mine = np.array([_shard_of(i, self.world_size) == self.rank for i in ids])
+                    cols = {k: np.asarray(v)[mine] for k, v in cols.items()}
+                    ids = [i for i, m in zip(ids, mine) if m]
                 keep = np.ones(len(ids), dtype=bool)
                 if self.spec.needs_s1:
                     keep = np.array([v is not None for v in cols[S1_BANDS[0].name]], dtype=bool)
@@ -171,6 +181,10 @@ class PatchLoader:
                     yield batch
         if size:
             yield _take(pending, size)[0]
+
+
+def _shard_of(patch_id: str, world_size: int) -> int:
+    return zlib.crc32(patch_id.encode()) % world_size
 
 
 def _take(pending: list[Batch], n: int) -> tuple[Batch, list[Batch], int]:

@@ -7,6 +7,7 @@ macro-AP for early stopping, rank-0 checkpoints and MLflow tracking, a progress 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, fields
@@ -26,6 +27,7 @@ from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model
 
 log = logging.getLogger(__name__)
+logging.getLogger("petastorm").setLevel(logging.WARNING)
 
 
 @dataclass
@@ -152,7 +154,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             scaler.update()
             state.step += 1
             ids += batch.ids
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         bar.close()
@@ -180,15 +182,26 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             break
     if not metrics:  # resumed a finished run: report its validation metrics again
         metrics = evaluate(model, val_loader, device)
+    checksums = hvd.allgather_object(_checksum(model))
     result = {
         "micro_f1": float(metrics["micro_f1"]), "macro_f1": float(metrics["macro_f1"]),
         "macro_ap": float(metrics["macro_ap"]), "micro_ap": float(metrics["micro_ap"]),
         "table_version": version, "epochs": state.epoch, "world_size": world,
         "checkpoint": str(out / checkpoint.BEST),
+        "ranks_identical_weights": len(set(checksums)) == 1,
+        "train_loss": [h["train_loss"] for h in state.history],
     }  # fmt: skip
     if tracker:
         tracker.finish(out, result)
     return result
+
+
+def _checksum(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 class _Tracker:

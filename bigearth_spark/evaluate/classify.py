@@ -1,0 +1,117 @@
+"""Evaluation of a checkpoint on a split of the pinned table version: multi-label metrics,
+retrieval against an archive split, a ``metrics`` Delta table and an HTML report."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from tqdm import tqdm
+
+from bigearth_spark.archive.labels import NOMENCLATURES
+from bigearth_spark.evaluate.report import write_report
+from bigearth_spark.evaluate.retrieve import retrieval_metrics
+from bigearth_spark.tables.schema import T
+from bigearth_spark.tables.write import table_path
+from bigearth_spark.train import checkpoint
+from bigearth_spark.train.data import DataSpec, PatchLoader
+from bigearth_spark.train.metrics import multilabel_metrics
+from bigearth_spark.train.models import build_model, embed
+
+METRICS_TABLE = "metrics"
+METRICS_SCHEMA = T.StructType([
+    T.StructField("run_id", T.StringType(), False), T.StructField("model", T.StringType(), False),
+    T.StructField("modality", T.StringType(), False),
+    T.StructField("table_version", T.LongType(), False),
+    T.StructField("split", T.StringType(), False), T.StructField("metric", T.StringType(), False),
+    T.StructField("class", T.StringType(), True), T.StructField("value", T.DoubleType(), True),
+    T.StructField("evaluated_at", T.TimestampType(), False),
+])  # fmt: skip
+
+
+@dataclass
+class Predictions:
+    """Targets, scores and embeddings of one split."""
+
+    ids: list[str]
+    y: np.ndarray
+    scores: np.ndarray
+    embeddings: np.ndarray
+
+
+def predict(model: torch.nn.Module, loader: PatchLoader, desc: str) -> Predictions:
+    """Run the model over a whole split (one process)."""
+    model.eval()
+    ids, ys, ps, es = [], [], [], []
+    with torch.no_grad():
+        for batch in tqdm(loader.epoch(0), desc=desc):
+            ps.append(torch.sigmoid(model(batch.x)).numpy())
+            es.append(embed(model, batch.x).numpy())
+            ys.append(batch.y.numpy())
+            ids += batch.ids
+    return Predictions(ids, np.concatenate(ys), np.concatenate(ps), np.concatenate(es))
+
+
+def frequency_baseline(train_y: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Metrics of predicting, for every patch, the m most frequent training labels (m = mean
+    labels per training patch, rounded): the label-frequency baseline."""
+    freq = train_y.mean(axis=0)
+    m = max(1, round(float(train_y.sum(axis=1).mean())))
+    scores = np.zeros_like(y, dtype=np.float64)
+    scores[:, np.argsort(-freq)[:m]] = 1.0
+    return multilabel_metrics(y, scores)
+
+
+def evaluate_checkpoint(
+    spark: SparkSession, lake: str, ckpt_path: str | Path, split: str = "test",
+    archive_split: str | None = "train", report_dir: str | Path | None = None,
+    ks: tuple[int, ...] = (10, 20),
+) -> dict[str, Any]:  # fmt: skip
+    """Evaluate a checkpoint; append rows to the ``metrics`` table; write the report."""
+    ckpt = checkpoint.load(Path(ckpt_path))
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint at {ckpt_path}")
+    cfg, version = ckpt["config"], ckpt["state"].table_version
+    classes = NOMENCLATURES[cfg["nomenclature"]]
+
+    def loader(which: str) -> PatchLoader:
+        spec = DataSpec(lake, which, cfg["modality"], cfg["nomenclature"], version, 64,
+                        cfg["resampling"], False, cfg["stats"])  # fmt: skip
+        return PatchLoader(spec)
+
+    test_loader = loader(split)
+    model = build_model(cfg["model"], len(test_loader.spec.bands), len(classes))
+    model.load_state_dict(ckpt["model"])
+    test = predict(model, test_loader, split)
+    metrics = multilabel_metrics(test.y, test.scores)
+    result: dict[str, Any] = {k: float(v) for k, v in metrics.items() if np.isscalar(v)}
+    if archive_split:
+        archive = predict(model, loader(archive_split), archive_split)
+        result.update(retrieval_metrics(test.embeddings, test.y, archive.embeddings, archive.y,
+                                        ks=ks, same_set=archive_split == split))  # fmt: skip
+        baseline = frequency_baseline(archive.y, test.y)
+        result["baseline_micro_f1"] = float(baseline["micro_f1"])
+    run_id = uuid.uuid4().hex[:12]
+    rows = [(run_id, cfg["model"], cfg["modality"], version, split, k, None, v)
+            for k, v in result.items()]  # fmt: skip
+    for c in metrics["per_class"]:
+        for k in ("precision", "recall", "f1", "ap", "support"):
+            rows.append((run_id, cfg["model"], cfg["modality"], version, split, k,
+                         classes[c["class_index"]], float(c[k])))  # fmt: skip
+    df = spark.createDataFrame(rows, T.StructType(METRICS_SCHEMA.fields[:-1]))
+    df.withColumn("evaluated_at", F.current_timestamp()).write.format("delta").mode("append").save(
+        table_path(lake, METRICS_TABLE)
+    )
+    if report_dir:
+        counts = dict(zip(classes, test.y.sum(axis=0).astype(int).tolist()))
+        result["report"] = str(write_report(report_dir, metrics | result, test.y, test.scores,
+                                            list(classes), counts))  # fmt: skip
+    result.update({"run_id": run_id, "table_version": version, "split": split,
+                   "rows": len(test.ids)})  # fmt: skip
+    return result

@@ -1,0 +1,75 @@
+"""Command line of training: ``horovodrun -np N python jobs/train.py ...`` (one process per
+rank) or ``python jobs/train.py --launcher spark --num-proc N ...`` (Horovod on Spark: the
+ranks run as Spark barrier tasks on the executors)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+from bigearth_spark.train.loop import TrainConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of ``jobs/train.py``: every :class:`TrainConfig` field plus the launcher."""
+    p = argparse.ArgumentParser(prog="jobs/train.py", description=__doc__)
+    p.add_argument("--config", help="YAML of TrainConfig fields (conf/train/*.yaml)")
+    p.add_argument("--launcher", choices=["horovodrun", "spark"], default="horovodrun")
+    p.add_argument("--num-proc", type=int, default=2, help="ranks for --launcher spark")
+    p.add_argument("--master", help="Spark master for --launcher spark (default local[N])")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool",):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
+            p.add_argument(flag, type=kind, default=None, dest=f.name)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed flags (YAML first, flags override)."""
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    if args.config:
+        return TrainConfig.from_yaml(args.config, **overrides)
+    return TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _train_on_spark(cfg: TrainConfig, num_proc: int, master: str | None) -> dict[str, Any]:
+    import horovod.spark
+
+    from bigearth_spark.spark import build_spark
+    from bigearth_spark.train.loop import train
+
+    spark = build_spark("bigearth-train", master or f"local[{num_proc}]")
+    results = horovod.spark.run(train, args=(cfg,), num_proc=num_proc, verbose=1)
+    spark.stop()
+    return results[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse flags, train, print one JSON line of final validation metrics (rank 0)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    if args.launcher == "spark":
+        result = _train_on_spark(cfg, args.num_proc, args.master)
+    else:
+        import horovod.torch as hvd
+
+        from bigearth_spark.train.loop import train
+
+        result = train(cfg)
+        if hvd.rank() != 0:
+            return 0
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
