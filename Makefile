@@ -8,14 +8,20 @@ PAIRS  ?= 300
 
 setup: $(VENV)/.bigearth_setup_done
 
-$(VENV)/.bigearth_setup_done: pyproject.toml scripts/setup_env.sh scripts/build_horovod.sh scripts/install_delta_jars.sh
+$(VENV)/.bigearth_setup_done: pyproject.toml scripts/setup_env.sh scripts/build_horovod.sh scripts/configure_spark.sh
 	bash scripts/setup_env.sh
 
-## demo: set up, generate a sample archive, ingest it with spark-submit, print the summary
+## demo: set up; generate a sample archive; ingest it with spark-submit and print the summary;
+## train the S-CNN with horovodrun -np 2; evaluate it on the test split and write the report
 demo: setup
 	rm -rf $(DEMO)
 	$(VENV)/bin/bigearth-spark synth --flavor v1 --pairs $(PAIRS) --seed 7 --defects --out $(DEMO)/archive
 	$(VENV)/bin/spark-submit jobs/ingest.py --input $(DEMO)/archive --lake $(DEMO)/lake
+	$(VENV)/bin/horovodrun -np 2 -H localhost:2 $(PY) jobs/train.py --config conf/train/scnn-demo.yaml \
+		--lake $(DEMO)/lake --out $(DEMO)/run --mlflow-uri $(DEMO)/mlruns
+	$(PY) jobs/evaluate.py --lake $(DEMO)/lake --checkpoint $(DEMO)/run/best.pt --split test \
+		--report $(DEMO)/report | tee $(DEMO)/evaluation.json
+	@echo "report: $(DEMO)/report/index.html"
 
 ## test: set up if needed, lint, run the whole test suite
 test: setup lint

@@ -30,7 +30,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic archive."""
     from bigearth_spark.archive.synth import write_archive
 
-    manifest = write_archive(args.out, args.flavor, args.pairs, seed=args.seed, defects=args.defects)
+    manifest = write_archive(
+        args.out, args.flavor, args.pairs, seed=args.seed, defects=args.defects
+    )
     console.print(f"synthetic {args.flavor} archive with {args.pairs} pairs in {args.out}: "
                   f"roots {manifest['roots']}")  # fmt: skip
     return 0
@@ -57,7 +59,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     """Run one SQL statement over the lake's tables and views."""
-    from bigearth_spark.etl.ingest import normalize_lake
+    from bigearth_spark.config import normalize_lake
     from bigearth_spark.tables.catalog import register
 
     cfg = _config(args)
@@ -75,7 +77,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export one patch to .npz."""
-    from bigearth_spark.etl.ingest import normalize_lake
+    from bigearth_spark.config import normalize_lake
     from bigearth_spark.tables.export import export_patch
 
     cfg = _config(args)
@@ -126,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bigearth-spark``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -24,6 +24,13 @@ class Config:
     profile: str = "default"
 
 
+def normalize_lake(lake: str) -> str:
+    """A lake URI: URIs with a scheme stay as they are, local paths become absolute."""
+    return (
+        lake if "://" in lake or lake.startswith(("file:", "dbfs:")) else str(Path(lake).resolve())
+    )
+
+
 def profile_path(profile: str) -> Path:
     """The YAML file of a profile name (``local`` → ``conf/local.yaml``) or a path."""
     p = Path(profile)

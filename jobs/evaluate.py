@@ -4,8 +4,7 @@ import argparse
 import json
 import sys
 
-from bigearth_spark.config import load_config
-from bigearth_spark.etl.ingest import normalize_lake
+from bigearth_spark.config import load_config, normalize_lake
 from bigearth_spark.evaluate.classify import evaluate_checkpoint
 from bigearth_spark.spark import build_spark
 

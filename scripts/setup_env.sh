@@ -9,7 +9,7 @@ ROOT=$PWD
 VENV=$ROOT/.venv
 PY=${PYTHON:-python3}
 STAMP=$VENV/.bigearth_setup_done
-HASH=$(cat pyproject.toml scripts/setup_env.sh scripts/build_horovod.sh scripts/install_delta_jars.sh | sha256sum | cut -c1-16)
+HASH=$(cat pyproject.toml scripts/setup_env.sh scripts/build_horovod.sh scripts/configure_spark.sh | sha256sum | cut -c1-16)
 
 if [[ -f $STAMP && $(cat "$STAMP") == "$HASH" ]]; then
   exit 0
@@ -25,7 +25,7 @@ echo "== petastorm 0.13.1 (without its setuptools<70 cap)"
 echo "== horovod 0.28.1 (gloo, torch)"
 bash scripts/build_horovod.sh "$VENV"
 echo "== Delta jars and spark-defaults.conf"
-bash scripts/install_delta_jars.sh "$VENV"
+bash scripts/configure_spark.sh "$VENV"
 "$VENV/bin/python" - <<'PY'
 import horovod.torch as hvd, petastorm, pyspark, delta, rasterio, torch, pyarrow
 print(f"stack ok: pyspark {pyspark.__version__}, pyarrow {pyarrow.__version__}, torch {torch.__version__}, "

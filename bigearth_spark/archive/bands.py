@@ -81,6 +81,7 @@ def encode_band(name: str, array: np.ndarray) -> bytes:
         raise ValueError(f"band {name}: dtype {array.dtype}, expected {b.dtype}")
     return np.ascontiguousarray(array, dtype=b.numpy_dtype).tobytes()
 
+
 # Official per-band [mean, std] over raw values (S2 reflectance x10000, S1 dB), from the
 # BigEarthNet band_stats (v1 S2 and S1 separately; v2 over its official train split).
 BAND_STATS: dict[str, dict[str, tuple[float, float]]] = {
@@ -100,8 +101,10 @@ BAND_STATS: dict[str, dict[str, tuple[float, float]]] = {
         "B05": (942.8433227539062, 738.4326782226562), "B06": (1769.931640625, 1100.4560546875),
         "B07": (2049.551513671875, 1275.805419921875), "B08": (2193.2919921875, 1369.3717041015625),
         "B8A": (2235.556640625, 1356.5440673828125), "B09": (2241.455322265625, 1316.393310546875),
-        "B11": (1568.226806640625, 1070.1612548828125), "B12": (997.7324829101562, 813.5276489257812),
-        "VV": (-12.643863677978516, 5.133493900299072), "VH": (-19.352558135986328, 5.590505599975586),
+        "B11": (1568.226806640625, 1070.1612548828125),
+        "B12": (997.7324829101562, 813.5276489257812),
+        "VV": (-12.643863677978516, 5.133493900299072),
+        "VH": (-19.352558135986328, 5.590505599975586),
     },
 }  # fmt: skip
 

@@ -92,7 +92,10 @@ _LABELS_19: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("Permanent crops", (14, 15, 16, 18)),
     ("Pastures", (17,)),
     ("Complex cultivation patterns", (19,)),
-    ("Land principally occupied by agriculture, with significant areas of natural vegetation", (20,)),
+    (
+        "Land principally occupied by agriculture, with significant areas of natural vegetation",
+        (20,),
+    ),
     ("Agro-forestry areas", (21,)),
     ("Broad-leaved forest", (22,)),
     ("Coniferous forest", (23,)),

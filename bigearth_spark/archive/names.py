@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 
 _V1_S2 = re.compile(r"^(S2[AB])_MSIL2A_(\d{8})T(\d{5,6})_(\d+)_(\d+)$")
 _S1 = re.compile(r"^(S1[AB])_IW_GRDH_1SDV_(\d{8})T(\d{6})_(\d{2}[A-Z]{3})_(\d+)_(\d+)$")
-_V2_S2 = re.compile(r"^(S2[AB])_MSIL2A_(\d{8})T(\d{6})_N9999_R(\d{3})_T(\d{2}[A-Z]{3})_(\d{2})_(\d{2})$")
+_V2_S2 = re.compile(
+    r"^(S2[AB])_MSIL2A_(\d{8})T(\d{6})_N9999_R(\d{3})_T(\d{2}[A-Z]{3})_(\d{2})_(\d{2})$"
+)
 
 
 class BadNameError(ValueError):

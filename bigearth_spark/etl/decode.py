@@ -93,7 +93,7 @@ def _decoder(group: str):
         rows: list[dict] = []
         for batch in batches:
             kinds, paths = batch.column("kind").to_pylist(), batch.column("path").to_pylist()
-            for kind, path in zip(kinds, paths):
+            for kind, path in zip(kinds, paths, strict=False):
                 rows.append(decode_one(kind, path))
                 if len(rows) >= BATCH_ROWS:
                     yield pa.RecordBatch.from_pylist(rows, schema=schema)

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from bigearth_spark.archive import layout
 from bigearth_spark.archive.labels import CLASSES_19, CLASSES_43
 from bigearth_spark.archive.lists import read_lists
+from bigearth_spark.config import normalize_lake
 from bigearth_spark.etl import decode, discover, pairs, quality
 from bigearth_spark.tables import catalog, schema, write
 
@@ -51,12 +52,9 @@ class IngestReport:
         return self.decoded_ok > 0
 
 
-def normalize_lake(lake: str) -> str:
-    """A lake URI: URIs with a scheme stay as they are, local paths become absolute."""
-    return lake if "://" in lake or lake.startswith("file:") else str(Path(lake).resolve())
-
-
-def _list_folders(inputs: list[str], roots: list[layout.ArchiveRoot], extra: list[str]) -> list[str]:
+def _list_folders(
+    inputs: list[str], roots: list[layout.ArchiveRoot], extra: list[str]
+) -> list[str]:
     folders = [*extra]
     for p in [*inputs, *(r.path for r in roots)]:
         folders += [p, str(Path(p) / "lists")]
@@ -143,7 +141,8 @@ class Ingest:
         table = self.tables[schema.PATCH_METADATA]
         current = table.toDF().withColumn("_hash", F.xxhash64(*meta.columns[:-1]))
         changed = meta.join(current.select("patch_id", "archive", "_hash"),
-                            ["patch_id", "archive", "_hash"], "left_anti").drop("_hash")  # fmt: skip
+                            ["patch_id", "archive", "_hash"], "left_anti")  # fmt: skip
+        changed = changed.drop("_hash")
         changed = changed.persist()
         report.inserted[schema.PATCH_METADATA] = write.upsert(
             table, changed, ["patch_id", "archive"]
@@ -181,8 +180,16 @@ class Ingest:
             "first_seen", F.current_timestamp()
         )
         rows = rows.select(*schema.QUARANTINE_SCHEMA.fieldNames()).persist()
-        for r in rows.join(self.tables[schema.QUARANTINE].toDF().select("path", "reason"),
-                           ["path", "reason"], "left_anti").groupBy("reason").count().collect():
+        for r in (
+            rows.join(
+                self.tables[schema.QUARANTINE].toDF().select("path", "reason"),
+                ["path", "reason"],
+                "left_anti",
+            )
+            .groupBy("reason")
+            .count()
+            .collect()
+        ):
             report.quarantined[r["reason"]] = report.quarantined.get(r["reason"], 0) + r["count"]
         write.insert_new(self.tables[schema.QUARANTINE], rows, ["path", "reason"])
         rows.unpersist()
@@ -207,12 +214,21 @@ class Ingest:
                 write.table_path(self.lake, schema.LABELS)
             )
         issues = pairs.derived_issues(s2, s1, meta, pairs.partner_links(s2, s1, meta))
-        issues = issues.withColumn("ingest_run", F.lit(self.run_id)).withColumn(
-            "first_seen", F.current_timestamp()
-        ).select(*schema.QUARANTINE_SCHEMA.fieldNames())
+        issues = (
+            issues.withColumn("ingest_run", F.lit(self.run_id))
+            .withColumn("first_seen", F.current_timestamp())
+            .select(*schema.QUARANTINE_SCHEMA.fieldNames())
+        )
         scope = F.col("reason").isin(list(pairs.DERIVED_REASONS))
         current = self.tables[schema.QUARANTINE].toDF().where(scope).select("path", "reason")
-        for r in issues.join(current, ["path", "reason"], "left_anti").groupBy("reason").count().collect():
+        for r in (
+            issues.join(current, ["path", "reason"], "left_anti")
+            .groupBy("reason")
+            .count()
+            .collect()
+        ):
             report.quarantined[r["reason"]] = r["count"]
-        write.replace_where_changed(self.tables[schema.QUARANTINE], issues, ["path", "reason"], scope)
+        write.replace_where_changed(
+            self.tables[schema.QUARANTINE], issues, ["path", "reason"], scope
+        )
         keys.unpersist()

@@ -63,12 +63,24 @@ def pair_keys(
 ) -> DataFrame:
     """Every column of ``pairs`` except the bands, for every S2 patch of the lake."""
     links = partner_links(s2, s1, meta)
-    s1_small = s1.select(F.col("patch_id").alias("s1_patch_id"), F.col("acquired").alias("s1_acquired"))
+    s1_small = s1.select(
+        F.col("patch_id").alias("s1_patch_id"), F.col("acquired").alias("s1_acquired")
+    )
     m = meta.select("patch_id", "split", "is_snow", "is_cloud_or_shadow", "labels19", "country",
                     "s2v1_name")  # fmt: skip
     df = (
-        s2.select("patch_id", "archive", "tile", "acquired", "epsg", "ulx", "uly", "lrx", "lry",
-                  "labels43")  # fmt: skip
+        s2.select(
+            "patch_id",
+            "archive",
+            "tile",
+            "acquired",
+            "epsg",
+            "ulx",
+            "uly",
+            "lrx",
+            "lry",
+            "labels43",
+        )
         .join(links, "patch_id", "left")
         .join(s1_small, "s1_patch_id", "left")
         .join(m, "patch_id", "left")

@@ -23,7 +23,9 @@ def stray_entries(entries: DataFrame) -> DataFrame:
     )  # fmt: skip
 
 
-def split_decoded(decoded: DataFrame, group: str, existing: DataFrame) -> tuple[DataFrame, DataFrame]:
+def split_decoded(
+    decoded: DataFrame, group: str, existing: DataFrame
+) -> tuple[DataFrame, DataFrame]:
     """(good rows to insert, quarantine rows) of one decoded group.
 
     ``existing`` is the target table (``patch_id``, ``source_path``): a patch already there from
@@ -54,4 +56,3 @@ def split_decoded(decoded: DataFrame, group: str, existing: DataFrame) -> tuple[
     good = ok.where(~is_duplicate).drop("_rank", "_existing", "error_reason", "error_message",
                                         "stray_files")  # fmt: skip
     return good, failed.unionByName(strays).unionByName(duplicates)
-

@@ -109,7 +109,7 @@ def evaluate_checkpoint(
         table_path(lake, METRICS_TABLE)
     )
     if report_dir:
-        counts = dict(zip(classes, test.y.sum(axis=0).astype(int).tolist()))
+        counts = dict(zip(classes, test.y.sum(axis=0).astype(int).tolist(), strict=False))
         result["report"] = str(write_report(report_dir, metrics | result, test.y, test.scores,
                                             list(classes), counts))  # fmt: skip
     result.update({"run_id": run_id, "table_version": version, "split": split,

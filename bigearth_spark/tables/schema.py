@@ -32,11 +32,21 @@ def _f(name: str, dtype: T.DataType, nullable: bool = True) -> T.StructField:
     return T.StructField(name, dtype, nullable)
 
 
-STR, INT, DBL, TS, BOOL = T.StringType(), T.IntegerType(), T.DoubleType(), T.TimestampType(), T.BooleanType()
+STR, INT, DBL, TS, BOOL = (
+    T.StringType(),
+    T.IntegerType(),
+    T.DoubleType(),
+    T.TimestampType(),
+    T.BooleanType(),
+)
 STRS = T.ArrayType(T.StringType(), True)
 
 GEOMETRY = [_f("epsg", INT), _f("ulx", DBL), _f("uly", DBL), _f("lrx", DBL), _f("lry", DBL)]
-PROVENANCE = [_f("source_path", STR, False), _f("ingest_run", STR, False), _f("ingested_at", TS, False)]
+PROVENANCE = [
+    _f("source_path", STR, False),
+    _f("ingest_run", STR, False),
+    _f("ingested_at", TS, False),
+]
 
 # What a decoder emits per patch kind, before provenance is added (see etl.decode).
 DECODED_COMMON = [

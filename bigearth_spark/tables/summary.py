@@ -20,15 +20,20 @@ def lake_summary(spark: SparkSession, lake: str, db: str = DATABASE, top: int = 
             t = DeltaTable.forPath(spark, path)
             tables[name] = {"rows": t.toDF().count(), "version": t.history(1).first()["version"]}
     q = spark.sql
-    splits = [r.asDict() for r in q(f"SELECT * FROM {db}.split_counts ORDER BY archive, split").collect()]
+    splits = [
+        r.asDict() for r in q(f"SELECT * FROM {db}.split_counts ORDER BY archive, split").collect()
+    ]
     labels = [
         r.asDict()
         for r in q(
-            f"SELECT archive, label, COUNT(*) AS patches FROM {db}.labels WHERE nomenclature = '19' "
+            f"SELECT archive, label, COUNT(*) AS patches FROM {db}.labels "
+            "WHERE nomenclature = '19' "
             f"GROUP BY archive, label ORDER BY patches DESC, label LIMIT {top}"
         ).collect()
     ]
-    quarantine = [r.asDict() for r in q(f"SELECT * FROM {db}.quarantine_counts ORDER BY reason").collect()]
+    quarantine = [
+        r.asDict() for r in q(f"SELECT * FROM {db}.quarantine_counts ORDER BY reason").collect()
+    ]
     return {"tables": tables, "splits": splits, "top_labels": labels, "quarantine": quarantine}
 
 
@@ -42,7 +47,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                              "no_19_label"], [list(r.values()) for r in summary["splits"]]),
         ("Top 19-class labels", ["archive", "label", "patches"],
          [list(r.values()) for r in summary["top_labels"]]),
-        ("Quarantine", ["reason", "kind", "items"], [list(r.values()) for r in summary["quarantine"]]),
+        ("Quarantine", ["reason", "kind", "items"],
+         [list(r.values()) for r in summary["quarantine"]]),
     ]  # fmt: skip
     for title, columns, rows in sections:
         table = Table(title=title, title_justify="left")

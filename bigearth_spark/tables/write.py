@@ -70,7 +70,9 @@ def upsert(table: DeltaTable, rows: DataFrame, keys: list[str]) -> int:
     return count
 
 
-def replace_where_changed(table: DeltaTable, source: DataFrame, keys: list[str], scope: Column) -> int:
+def replace_where_changed(
+    table: DeltaTable, source: DataFrame, keys: list[str], scope: Column
+) -> int:
     """Make the rows of ``table`` inside ``scope`` equal ``source``: insert missing ones, delete
     the ones ``source`` no longer has; return the number of rows inserted plus deleted."""
     current = table.toDF().where(scope)

@@ -29,7 +29,11 @@ class TrainState:
 
 def rng_state() -> dict[str, Any]:
     """The RNG states of python, numpy and torch."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:

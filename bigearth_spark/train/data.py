@@ -10,6 +10,7 @@ loop can prove that each row of the split was delivered exactly once across all 
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,10 +22,14 @@ import torch.nn.functional as F
 from petastorm import make_batch_reader
 
 from bigearth_spark.archive.bands import BAND_STATS, MODALITIES, S1_BANDS, Band
+from bigearth_spark.config import normalize_lake
 from bigearth_spark.tables import delta_log
 from bigearth_spark.tables.schema import PAIRS
 from bigearth_spark.tables.write import table_path
 
+# petastorm 0.13.1 uses pyarrow's legacy dataset API; its deprecation warnings are expected.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm\..*")
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyarrow\..*")
 RESAMPLING = ("bilinear", "bicubic", "nearest")
 SPLITS = ("train", "validation", "test")
 # Petastorm's thread pool was seen returning no rows for whole sharded reads: default to the
@@ -115,7 +120,7 @@ class PatchLoader:
         spec.validate()
         self.spec, self.rank, self.world_size, self.seed = spec, rank, world_size, seed
         self.reader_pool, self.workers = reader_pool, workers
-        snap = delta_log.snapshot(table_path(spec.lake, PAIRS), spec.version)
+        snap = delta_log.snapshot(table_path(normalize_lake(spec.lake), PAIRS), spec.version)
         self.version = snap.version
         self.files = snap.where(split=spec.split)
         if not self.files:
@@ -161,12 +166,12 @@ class PatchLoader:
                 if self.hash_sharding:
                     mine = np.array([_shard_of(i, self.world_size) == self.rank for i in ids])
                     cols = {k: np.asarray(v)[mine] for k, v in cols.items()}
-                    ids = [i for i, m in zip(ids, mine) if m]
+                    ids = [i for i, m in zip(ids, mine, strict=False) if m]
                 keep = np.ones(len(ids), dtype=bool)
                 if self.spec.needs_s1:
                     keep = np.array([v is not None for v in cols[S1_BANDS[0].name]], dtype=bool)
                     if skipped is not None:
-                        skipped += [i for i, k in zip(ids, keep) if not k]
+                        skipped += [i for i, k in zip(ids, keep, strict=False) if not k]
                 if not keep.any():
                     continue
                 cols = {k: np.asarray(v)[keep] for k, v in cols.items()}
@@ -174,7 +179,7 @@ class PatchLoader:
                 if self.spec.augment:
                     x = augment(x, gen)
                 y = torch.from_numpy(np.stack(cols[self.target]).astype(np.float32))
-                pending.append(Batch(x, y, [i for i, k in zip(ids, keep) if k]))
+                pending.append(Batch(x, y, [i for i, k in zip(ids, keep, strict=False) if k]))
                 size += len(pending[-1].ids)
                 while size >= self.spec.batch_size:
                     batch, pending, size = _take(pending, self.spec.batch_size)

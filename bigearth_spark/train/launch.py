@@ -54,7 +54,9 @@ def _train_on_spark(cfg: TrainConfig, num_proc: int, master: str | None) -> dict
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, train, print one JSON line of final validation metrics (rank 0)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     if args.launcher == "spark":

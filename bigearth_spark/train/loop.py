@@ -160,7 +160,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         bar.close()
         hvd.join()  # shards differ in size: ranks that finish early wait for the others
         seen = _gather_epoch(ids, train_loader, skipped)
-        train_loss = float(np.mean(hvd.allgather_object(float(np.mean(losses)) if losses else np.nan)))
+        train_loss = float(
+            np.mean(hvd.allgather_object(float(np.mean(losses)) if losses else np.nan))
+        )
         metrics = evaluate(model, val_loader, device)
         state.epoch = epoch + 1
         improved = metrics["macro_ap"] > state.best_metric

@@ -25,6 +25,13 @@ TABLES = ("s2_patches", "s1_patches", "pairs", "labels", "quarantine", "patch_me
 RUN_COLUMNS = {"ingest_run", "ingested_at", "first_seen", "updated_at"}  # differ per run
 # Small, short-lived JVMs: the quick JIT tier saves CPU on a 2-core machine.
 JVM_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+COMPARE_CONF = {
+    "spark.driver.extraJavaOptions": JVM_OPTS,
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.databricks.delta.snapshotPartitions": "1",
+}
 
 
 def free_port() -> int:
@@ -46,6 +53,14 @@ def spark_env(**extra: str) -> dict[str, str]:
 def master_state(webui_port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{webui_port}/json/", timeout=10) as r:
         return json.load(r)
+
+
+def is_spark_daemon(pid: int) -> bool:
+    """A live (not zombie) Spark master or worker JVM."""
+    try:
+        return b"org.apache.spark.deploy." in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def tail(path: Path, n: int = 40) -> str:
@@ -138,6 +153,7 @@ def test_standalone_ingest_equals_local_mode(cluster, tmp_path):
         rc = proc.wait(timeout=540)
         assert rc == 0, f"{name} ingest failed:\n{tail(tmp_path / name / 'submit.log')}"
     print(f"both ingests took {time.monotonic() - started:.0f} s")
+    started = time.monotonic()
 
     # The standalone run was one application whose tasks ran on both workers' executors.
     apps = master_state(webui)["completedapps"]
@@ -148,10 +164,7 @@ def test_standalone_ingest_equals_local_mode(cluster, tmp_path):
 
     from bigearth_spark.spark import build_spark
 
-    spark = build_spark("compare-lakes", "local[2]", {
-        "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
-        "spark.sql.shuffle.partitions": "2", "spark.databricks.delta.snapshotPartitions": "1",
-    })  # fmt: skip
+    spark = build_spark("compare-lakes", "local[2]", COMPARE_CONF)
     for table in TABLES:
         one = spark.read.format("delta").load(str(tmp_path / "lake1" / table))
         two = spark.read.format("delta").load(str(tmp_path / "lake2" / table))
@@ -171,3 +184,4 @@ def test_standalone_ingest_equals_local_mode(cluster, tmp_path):
     reasons = {r["reason"] for r in spark.read.format("delta").load(
         str(tmp_path / "lake1" / "quarantine")).select("reason").collect()}  # fmt: skip
     assert {"corrupt_tif", "missing_band", "missing_s2_partner"} <= reasons
+    print(f"comparing the lakes took {time.monotonic() - started:.0f} s")

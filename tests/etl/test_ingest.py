@@ -37,19 +37,24 @@ def rasterio_band(path: Path) -> np.ndarray:
 
 def test_v1_pairs_match_the_generated_truth(spark, v1_lake, v1_archive):
     lake, _ = v1_lake
-    root, manifest = v1_archive
+    _root, manifest = v1_archive
     pairs = rows_by_id(spark, lake, schema.PAIRS)
     for s2, truth in manifest["patches"].items():
         row = pairs[s2]
         assert row["s1_patch_id"] == truth["s1"]
         assert row["labels43"] == L.sort_labels(truth["labels43"], "43")
-        assert row["labels19"] == L.to_19(truth["labels43"]) == L.sort_labels(truth["labels19"], "19")
+        assert (
+            row["labels19"] == L.to_19(truth["labels43"]) == L.sort_labels(truth["labels19"], "19")
+        )
         assert list(row["multi_hot_19"]) == list(L.multi_hot(truth["labels19"], "19"))
         assert list(row["multi_hot_43"]) == list(L.multi_hot(truth["labels43"], "43"))
         assert row["split"] == V1_SPLIT.get(truth["split"], truth["split"])
         assert (row["is_snow"], row["is_cloud_or_shadow"]) == (truth["snow"], truth["cloud"])
         assert row["has_no_19_label"] == truth["no_19_labels"]
-        assert row["epsg"] == truth["epsg"] and (row["ulx"], row["uly"]) == (truth["ulx"], truth["uly"])
+        assert row["epsg"] == truth["epsg"] and (row["ulx"], row["uly"]) == (
+            truth["ulx"],
+            truth["uly"],
+        )
     assert len(manifest["patches"]) == manifest["pairs"]
 
 
@@ -120,7 +125,9 @@ def test_incremental_s2_then_s1_and_a_killed_run(spark, v1_archive, tmp_path, mo
     assert table(spark, lake, schema.QUARANTINE).where("reason = 'missing_s1_partner'").count() == 0
     n_pairs = pairs.count()
     # a run killed after writing the S1 bronze table leaves pairs at their last version
-    monkeypatch.setattr(Ingest, "_silver", lambda self, report: (_ for _ in ()).throw(SystemExit(9)))
+    monkeypatch.setattr(
+        Ingest, "_silver", lambda self, report: (_ for _ in ()).throw(SystemExit(9))
+    )
     with pytest.raises(SystemExit):
         Ingest(spark, lake).run([str(root / "BigEarthNet-S1-v1.0")], [lists])
     assert table(spark, lake, schema.S1).count() > 0
@@ -140,7 +147,7 @@ def test_incremental_s2_then_s1_and_a_killed_run(spark, v1_archive, tmp_path, mo
 
 
 def test_v2_pairs_reference_maps_and_defects(spark, v2_lake, v2_archive):
-    lake, report = v2_lake
+    lake, _report = v2_lake
     root, manifest = v2_archive
     pairs = rows_by_id(spark, lake, schema.PAIRS)
     refs = rows_by_id(spark, lake, schema.REFERENCE_MAPS)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Puts Delta's jars (from Maven Central) into pyspark's jars/ and writes pyspark's
+# Configures the venv's Spark. Puts Delta's jars (from Maven Central) into pyspark's jars/ and writes pyspark's
 # conf/spark-defaults.conf with Delta's SQL extension and catalog, so that a plain
 # `spark-submit` (whose JVM starts before any Python code) and every executor JVM know Delta,
 # and Python workers run the venv's interpreter.
 set -euo pipefail
-VENV=${1:?usage: install_delta_jars.sh VENV}
+VENV=${1:?usage: configure_spark.sh VENV}
 SPARK_HOME=$("$VENV/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')
 DELTA=$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("delta-spark"))')
 MAVEN=${MAVEN_REPO:-https://repo1.maven.org/maven2}
@@ -21,11 +21,32 @@ done
 VENV_PY=$(cd "$VENV" && pwd)/bin/python
 mkdir -p "$SPARK_HOME/conf"
 cat > "$SPARK_HOME/conf/spark-defaults.conf" <<CONF
-# written by bigearth_spark scripts/install_delta_jars.sh
+# written by bigearth_spark scripts/configure_spark.sh
 spark.sql.extensions                   io.delta.sql.DeltaSparkSessionExtension
 spark.sql.catalog.spark_catalog        org.apache.spark.sql.delta.catalog.DeltaCatalog
 spark.databricks.delta.schema.autoMerge.enabled false
 spark.pyspark.python                   $VENV_PY
 spark.pyspark.driver.python            $VENV_PY
+CONF
+# The venv's find-spark-home falls back to `python3` on PATH (no pyspark there unless the venv
+# is activated): point it at the venv's interpreter so .venv/bin/spark-submit works as is.
+sed -i "s|PYSPARK_DRIVER_PYTHON=\"\${PYSPARK_PYTHON:-\"python3\"}\"|PYSPARK_DRIVER_PYTHON=\"\${PYSPARK_PYTHON:-\"$VENV_PY\"}\"|" \
+  "$VENV/bin/find-spark-home"
+# Logs: warnings to the console (the UI, progress bars and our own INFO logs stay visible);
+# parquet's per-row-group memory notes are noise.
+cat > "$SPARK_HOME/conf/log4j2.properties" <<CONF
+rootLogger.level = warn
+rootLogger.appenderRef.stdout.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.parquet.name = org.apache.parquet
+logger.parquet.level = error
+logger.parquet2.name = parquet
+logger.parquet2.level = error
+logger.delta.name = org.apache.spark.sql.delta
+logger.delta.level = warn
 CONF
 echo "Delta $DELTA jars in $SPARK_HOME/jars; defaults in $SPARK_HOME/conf/spark-defaults.conf"
