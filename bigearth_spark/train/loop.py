@@ -132,6 +132,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     tracker = _Tracker(cfg, version, world) if rank == 0 else None
     metrics: dict[str, Any] = {}
     for epoch in range(state.epoch, cfg.epochs):
+        torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + rank)  # resumed runs repeat exactly
         model.train()
         ids: list[str] = []
         skipped: list[str] = []
@@ -191,6 +192,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "table_version": version, "epochs": state.epoch, "world_size": world,
         "checkpoint": str(out / checkpoint.BEST),
         "ranks_identical_weights": len(set(checksums)) == 1,
+        "weights_sha256": checksums[0],
         "train_loss": [h["train_loss"] for h in state.history],
     }  # fmt: skip
     if tracker:

@@ -67,31 +67,36 @@ def tail(path: Path, n: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
 
 
+def script(name: str, *args: str, env: dict, timeout: int) -> subprocess.CompletedProcess:
+    cmd = [str(SCRIPTS / name), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """(master URL, web UI port, run dir) of a running master with 2 workers; always stopped."""
+    """(master URL, web UI port, run dir, env) of a master with 2 workers; always stopped."""
     run_dir = tmp_path_factory.mktemp("standalone")
-    port, webui = free_port(), free_port()
+    webui = free_port()
     env = spark_env(
-        BIGEARTH_SPARK_RUN_DIR=str(run_dir), SPARK_MASTER_PORT=str(port),
-        SPARK_MASTER_WEBUI_PORT=str(webui), SPARK_WORKER_WEBUI_PORT="0",
-        SPARK_WORKER_CORES="1", SPARK_WORKER_MEMORY="2g", START_TIMEOUT="150",
-    )  # fmt: skip
+        BIGEARTH_SPARK_RUN_DIR=str(run_dir),
+        SPARK_MASTER_PORT=str(free_port()),
+        SPARK_MASTER_WEBUI_PORT=str(webui),
+        SPARK_WORKER_WEBUI_PORT="0",
+        SPARK_WORKER_CORES="1",
+        SPARK_WORKER_MEMORY="2g",
+        START_TIMEOUT="150",
+    )
     try:
-        start = subprocess.run([SCRIPTS / "start-cluster.sh", "2"], env=env, capture_output=True,
-                               text=True, timeout=200)  # fmt: skip
+        start = script("start-cluster.sh", "2", env=env, timeout=200)
         assert start.returncode == 0, start.stderr
         yield start.stdout.strip(), webui, run_dir, env
     finally:
         pids = [int(p.read_text()) for p in run_dir.glob("*.pid")]
         for _ in range(2):  # stopping twice must be harmless
-            stop = subprocess.run([SCRIPTS / "stop-cluster.sh"], env=env, capture_output=True,
-                                  text=True, timeout=120)  # fmt: skip
+            stop = script("stop-cluster.sh", env=env, timeout=120)
             assert stop.returncode == 0, stop.stdout + stop.stderr
         assert not list(run_dir.glob("*.pid"))
-        for pid in pids:
-            with pytest.raises(ProcessLookupError):
-                os.kill(pid, 0)
+        assert not [pid for pid in pids if is_spark_daemon(pid)]
 
 
 def test_cluster_has_two_workers_and_refuses_second_start(cluster):
@@ -105,21 +110,41 @@ def test_cluster_has_two_workers_and_refuses_second_start(cluster):
     assert len(workers) == 2 and {w["cores"] for w in workers} == {1}
     assert {w["memory"] for w in workers} == {2048}
     assert len({int(p.read_text()) for p in run_dir.glob("*.pid")}) == 3  # 3 separate JVMs
-    again = subprocess.run([SCRIPTS / "start-cluster.sh", "2"], env=env, capture_output=True,
-                           text=True, timeout=60)  # fmt: skip
+    again = script("start-cluster.sh", "2", env=env, timeout=60)
     assert again.returncode != 0 and "already running" in again.stderr
 
 
 def submit(master: str, archive: Path, lake: Path, work: Path, env: dict) -> subprocess.Popen:
-    """spark-submit jobs/ingest.py in its own working dir (its spark-warehouse lands there)."""
-    work.mkdir()
-    cmd = [
-        BIN / "spark-submit", "--master", master, "--driver-java-options", JVM_OPTS,
-        "--conf", f"spark.executor.extraJavaOptions={JVM_OPTS}", "--conf", "spark.ui.enabled=false",
-        ROOT / "jobs" / "ingest.py", "--input", archive, "--lake", lake,
-    ]  # fmt: skip
+    """spark-submit jobs/ingest.py in its own working dir (its spark-warehouse lands there),
+    with an uncompressed event log in ``work/events``."""
+    (work / "events").mkdir(parents=True)
+    spark_args = ["--master", master, "--driver-java-options", JVM_OPTS]
+    for key, value in {
+        "spark.executor.extraJavaOptions": JVM_OPTS,
+        "spark.ui.enabled": "false",
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": (work / "events").as_uri(),
+        "spark.eventLog.compress": "false",
+    }.items():
+        spark_args += ["--conf", f"{key}={value}"]
+    job = [str(ROOT / "jobs" / "ingest.py"), "--input", str(archive), "--lake", str(lake)]
     log = (work / "submit.log").open("w")
-    return subprocess.Popen([str(c) for c in cmd], cwd=work, env=env, stdout=log, stderr=log)
+    cmd = [str(BIN / "spark-submit"), *spark_args, *job]
+    return subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=log)
+
+
+def executors_with_tasks(events_dir: Path) -> tuple[str, set[str]]:
+    """(application id, ids of the executors that finished tasks) from the event log."""
+    (log,) = events_dir.iterdir()
+    ids = set()
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        if (
+            event["Event"] == "SparkListenerTaskEnd"
+            and event["Task End Reason"]["Reason"] == "Success"
+        ):
+            ids.add(event["Task Info"]["Executor ID"])
+    return log.name, ids
 
 
 def band_digests(df) -> tuple[dict[str, str], int]:
@@ -135,53 +160,64 @@ def band_digests(df) -> tuple[dict[str, str], int]:
     return out, size
 
 
+def assert_same_table(spark, lake1: Path, lake2: Path, table: str) -> int:
+    """Same rows (as multisets, run columns aside) and same band bytes; returns the row count."""
+    one = spark.read.format("delta").load(str(lake1 / table))
+    two = spark.read.format("delta").load(str(lake2 / table))
+    assert one.columns == two.columns, table
+    cols = [c for c in one.columns if c not in RUN_COLUMNS]
+    one, two = one.select(*cols).cache(), two.select(*cols).cache()
+    n = one.count()
+    assert n == two.count(), (table, n, two.count())
+    assert one.exceptAll(two).count() == 0, f"{table}: rows only in the standalone lake"
+    assert two.exceptAll(one).count() == 0, f"{table}: rows only in the local lake"
+    if any(f.dataType.typeName() == "binary" for f in one.schema):
+        digests, size = band_digests(one)
+        assert len(digests) == n and size > n * 1000, table  # one row per patch, with bands
+        assert (digests, size) == band_digests(two), f"{table}: band bytes differ"
+    one.unpersist()
+    two.unpersist()
+    return n
+
+
 def test_standalone_ingest_equals_local_mode(cluster, tmp_path):
     url, webui, run_dir, env = cluster
     archive = tmp_path / "archive"
-    synth = subprocess.run(
-        [BIN / "bigearth-spark", "synth", "--flavor", "v1", "--pairs", "12", "--seed", "3",
-         "--defects", "--out", archive], capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert synth.returncode == 0, synth.stderr
+    synth = [str(BIN / "bigearth-spark"), "synth", "--flavor", "v1", "--pairs", "12"]
+    synth += ["--seed", "3", "--defects", "--out", str(archive)]
+    done = subprocess.run(synth, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
     started = time.monotonic()
-    runs = {
+    runs = {  # both at once: each driver spends most of its time scheduling its small jobs
         "standalone": submit(url, archive, tmp_path / "lake1", tmp_path / "standalone", env),
         "local": submit("local[2]", archive, tmp_path / "lake2", tmp_path / "local", env),
-    }  # both at once: each driver mostly waits on its own job scheduling
+    }
     for name, proc in runs.items():
         rc = proc.wait(timeout=540)
         assert rc == 0, f"{name} ingest failed:\n{tail(tmp_path / name / 'submit.log')}"
     print(f"both ingests took {time.monotonic() - started:.0f} s")
-    started = time.monotonic()
 
-    # The standalone run was one application whose tasks ran on both workers' executors.
+    # The standalone run was one application of the master whose tasks ran in executors that
+    # both workers launched (work-i/<app id>/<executor id>/), none in the driver.
     apps = master_state(webui)["completedapps"]
     assert [(a["name"], a["state"]) for a in apps] == [("bigearth-ingest", "FINISHED")]
-    for i in (1, 2):
-        logs = list((run_dir / f"work-{i}").glob("app-*/*/stderr"))
-        assert logs and "Running task" in logs[0].read_text(), f"worker {i} ran no task"
+    app_id, task_executors = executors_with_tasks(tmp_path / "standalone" / "events")
+    assert app_id == apps[0]["id"]
+    per_worker = [{p.name for p in (run_dir / f"work-{i}" / app_id).iterdir()} for i in (1, 2)]
+    assert all(per_worker) and not per_worker[0] & per_worker[1], per_worker
+    assert task_executors <= per_worker[0] | per_worker[1], task_executors
+    assert task_executors & per_worker[0] and task_executors & per_worker[1], task_executors
+    _, local_executors = executors_with_tasks(tmp_path / "local" / "events")
+    assert local_executors == {"driver"}  # the reference run really was local mode
 
     from bigearth_spark.spark import build_spark
 
+    started = time.monotonic()
     spark = build_spark("compare-lakes", "local[2]", COMPARE_CONF)
-    for table in TABLES:
-        one = spark.read.format("delta").load(str(tmp_path / "lake1" / table))
-        two = spark.read.format("delta").load(str(tmp_path / "lake2" / table))
-        assert one.columns == two.columns, table
-        cols = [c for c in one.columns if c not in RUN_COLUMNS]
-        one, two = one.select(*cols).cache(), two.select(*cols).cache()
-        n = one.count()
-        assert n > 0 and n == two.count(), (table, n, two.count())
-        assert one.exceptAll(two).count() == 0, f"{table}: rows only in the standalone lake"
-        assert two.exceptAll(one).count() == 0, f"{table}: rows only in the local lake"
-        if table in ("s2_patches", "s1_patches", "pairs"):
-            digests, size = band_digests(one)
-            assert len(digests) == n and size > n * 1000  # one row per patch, with bands
-            assert (digests, size) == band_digests(two), f"{table}: band bytes differ"
-        one.unpersist()
-        two.unpersist()
-    reasons = {r["reason"] for r in spark.read.format("delta").load(
-        str(tmp_path / "lake1" / "quarantine")).select("reason").collect()}  # fmt: skip
+    rows = {t: assert_same_table(spark, tmp_path / "lake1", tmp_path / "lake2", t) for t in TABLES}
+    assert all(rows.values()), rows  # every table has rows: the comparison is not vacuous
+    quarantine = spark.read.format("delta").load(str(tmp_path / "lake1" / "quarantine"))
+    reasons = {r["reason"] for r in quarantine.select("reason").distinct().collect()}
     assert {"corrupt_tif", "missing_band", "missing_s2_partner"} <= reasons
-    print(f"comparing the lakes took {time.monotonic() - started:.0f} s")
+    print(f"comparing the lakes took {time.monotonic() - started:.0f} s: {rows}")

@@ -1,0 +1,90 @@
+"""Real Horovod processes (gloo, CPU): horovodrun -np 2 and Horovod on Spark, resume, MLflow,
+evaluation job with the metrics table and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bigearth_spark.tables import delta_log, schema
+from bigearth_spark.tables.write import table_path
+from tests.conftest import VENV_BIN, run_cli
+
+pytestmark = pytest.mark.slow
+ARGS = ["--model", "s-cnn", "--modality", "s1s2", "--batch-size", "8", "--lr", "0.002",
+        "--warmup-epochs", "0.5", "--patience", "20"]  # fmt: skip
+
+
+def horovodrun(lake: str, out: Path, epochs: int, *extra: str) -> dict:
+    proc = run_cli(
+        "horovodrun", "-np", "2", "-H", "localhost:2", str(VENV_BIN / "python"),
+        "jobs/train.py", "--lake", lake, "--out", str(out), "--epochs", str(epochs),
+        "--mlflow-uri", str(out.parent / "mlruns"), *ARGS, *extra,
+    )  # fmt: skip
+    lines = [line for line in proc.stdout.splitlines() if '"micro_f1"' in line]
+    assert len(lines) == 1, proc.stdout[-3000:]
+    return json.loads(lines[0].split(">:", 1)[-1] if lines[0].startswith("[") else lines[0])
+
+
+@pytest.fixture(scope="module")
+def trained(v1_lake, tmp_path_factory):
+    lake, _ = v1_lake
+    base = tmp_path_factory.mktemp("hvd")
+    straight = horovodrun(lake, base / "straight", 3)
+    first = horovodrun(lake, base / "resumed", 2)
+    resumed = horovodrun(lake, base / "resumed", 3)
+    return lake, base, straight, first, resumed
+
+
+def test_two_ranks_train_identically_and_loss_falls(trained):
+    lake, _, straight, _, _ = trained
+    assert straight["world_size"] == 2 and straight["ranks_identical_weights"]
+    assert straight["train_loss"][-1] < straight["train_loss"][0]
+    assert straight["table_version"] == delta_log.snapshot(table_path(lake, schema.PAIRS)).version
+    for key in ("micro_f1", "macro_f1", "macro_ap"):
+        assert 0.0 <= straight[key] <= 1.0
+
+
+def test_resumed_run_continues_exactly(trained):
+    _, _, straight, first, resumed = trained
+    assert first["epochs"] == 2 and resumed["epochs"] == 3
+    assert resumed["train_loss"][:2] == first["train_loss"]
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+
+
+def test_mlflow_recorded_the_run(trained):
+    _, base, straight, _, _ = trained
+    metas = list((base / "mlruns").rglob("params/table_version"))
+    assert metas and {m.read_text().strip() for m in metas} == {str(straight["table_version"])}
+    assert list((base / "mlruns").rglob("metrics/macro_ap"))
+    assert list((base / "mlruns").rglob("artifacts/model/best.pt"))
+
+
+def test_evaluation_writes_metrics_table_and_report(spark, trained):
+    lake, base, straight, _, _ = trained
+    report = base / "report"
+    proc = run_cli("python", "jobs/evaluate.py", "--lake", lake, "--checkpoint",
+                   straight["checkpoint"], "--split", "test", "--report", str(report))  # fmt: skip
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["table_version"] == straight["table_version"] and result["rows"] > 0
+    assert "cosine_map_at_10" in result and "hamming_precision_at_10" in result
+    metrics = spark.read.format("delta").load(table_path(lake, "metrics"))
+    rows = metrics.where(f"run_id = '{result['run_id']}'").collect()
+    overall = {r["metric"]: r["value"] for r in rows if r["class"] is None}
+    assert overall["micro_f1"] == pytest.approx(result["micro_f1"])
+    assert len([r for r in rows if r["metric"] == "f1" and r["class"]]) == 19
+    html = (report / "index.html").read_text()
+    for png in ("per_class_f1.png", "label_frequency.png"):
+        assert (report / png).stat().st_size > 0 and png in html
+
+
+def test_horovod_on_spark_launcher(v1_lake, tmp_path):
+    lake, _ = v1_lake
+    proc = run_cli("python", "jobs/train.py", "--launcher", "spark", "--num-proc", "2",
+                   "--lake", lake, "--out", str(tmp_path / "run"), "--epochs", "2",
+                   "--mlflow-uri", str(tmp_path / "mlruns"), *ARGS)  # fmt: skip
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["world_size"] == 2 and result["ranks_identical_weights"]
+    assert result["epochs"] == 2 and len(result["train_loss"]) == 2
