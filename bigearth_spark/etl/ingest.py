@@ -120,13 +120,19 @@ class Ingest:
             self._silver(report)
         catalog.register(self.spark, self.lake, self.db)
         report.table_versions = {
-            name: t.history(1).first()["version"] for name, t in self.tables.items()
+            name: write.table_state(self.spark, write.table_path(self.lake, name))[0]
+            for name in self.tables
         }
         return report
 
     # -- steps -----------------------------------------------------------------------------
     def _nomenclature(self, report: IngestReport) -> None:
-        df = self.spark.createDataFrame(_nomenclature_rows(), schema.NOMENCLATURE_SCHEMA)
+        rows = _nomenclature_rows()
+        path = write.table_path(self.lake, schema.NOMENCLATURE)
+        if write.table_state(self.spark, path)[1] == len(rows):
+            report.inserted[schema.NOMENCLATURE] = 0
+            return
+        df = self.spark.createDataFrame(rows, schema.NOMENCLATURE_SCHEMA)
         report.inserted[schema.NOMENCLATURE] = write.insert_new(
             self.tables[schema.NOMENCLATURE], df, ["nomenclature", "label_index"]
         )
@@ -176,23 +182,18 @@ class Ingest:
             decoded.unpersist()
 
     def _quarantine(self, rows: DataFrame, report: IngestReport) -> None:
+        table = self.tables[schema.QUARANTINE]
         rows = rows.withColumn("ingest_run", F.lit(self.run_id)).withColumn(
             "first_seen", F.current_timestamp()
         )
-        rows = rows.select(*schema.QUARANTINE_SCHEMA.fieldNames()).persist()
-        for r in (
-            rows.join(
-                self.tables[schema.QUARANTINE].toDF().select("path", "reason"),
-                ["path", "reason"],
-                "left_anti",
-            )
-            .groupBy("reason")
-            .count()
-            .collect()
-        ):
-            report.quarantined[r["reason"]] = report.quarantined.get(r["reason"], 0) + r["count"]
-        write.insert_new(self.tables[schema.QUARANTINE], rows, ["path", "reason"])
-        rows.unpersist()
+        new = write.new_rows(table, rows.select(*schema.QUARANTINE_SCHEMA.fieldNames()),
+                             ["path", "reason"]).persist()  # fmt: skip
+        counts = {r["reason"]: r["count"] for r in new.groupBy("reason").count().collect()}
+        if counts:
+            write.merge_insert(table, new, ["path", "reason"])
+        for reason, n in counts.items():
+            report.quarantined[reason] = report.quarantined.get(reason, 0) + n
+        new.unpersist()
 
     def _silver(self, report: IngestReport) -> None:
         s2 = self.tables[schema.S2].toDF()
@@ -213,11 +214,13 @@ class Ingest:
             labels.write.format("delta").mode("overwrite").save(
                 write.table_path(self.lake, schema.LABELS)
             )
-        issues = pairs.derived_issues(s2, s1, meta, pairs.partner_links(s2, s1, meta))
+        links = keys.where(F.col("s1_patch_id").isNotNull()).select("patch_id", "s1_patch_id")
         issues = (
-            issues.withColumn("ingest_run", F.lit(self.run_id))
+            pairs.derived_issues(s2, s1, meta, links)
+            .withColumn("ingest_run", F.lit(self.run_id))
             .withColumn("first_seen", F.current_timestamp())
             .select(*schema.QUARANTINE_SCHEMA.fieldNames())
+            .persist()
         )
         scope = F.col("reason").isin(list(pairs.DERIVED_REASONS))
         current = self.tables[schema.QUARANTINE].toDF().where(scope).select("path", "reason")
@@ -231,4 +234,5 @@ class Ingest:
         write.replace_where_changed(
             self.tables[schema.QUARANTINE], issues, ["path", "reason"], scope
         )
+        issues.unpersist()
         keys.unpersist()

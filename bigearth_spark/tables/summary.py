@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bigearth_spark.tables.schema import DATABASE, TABLES
-from bigearth_spark.tables.write import table_path
+from bigearth_spark.tables.write import table_path, table_state
 
 
 def lake_summary(spark: SparkSession, lake: str, db: str = DATABASE, top: int = 10) -> dict:
@@ -17,8 +17,8 @@ def lake_summary(spark: SparkSession, lake: str, db: str = DATABASE, top: int = 
     for name in TABLES:
         path = table_path(lake, name)
         if DeltaTable.isDeltaTable(spark, path):
-            t = DeltaTable.forPath(spark, path)
-            tables[name] = {"rows": t.toDF().count(), "version": t.history(1).first()["version"]}
+            version, rows = table_state(spark, path)
+            tables[name] = {"rows": rows, "version": version}
     q = spark.sql
     splits = [
         r.asDict() for r in q(f"SELECT * FROM {db}.split_counts ORDER BY archive, split").collect()

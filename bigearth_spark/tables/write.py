@@ -11,12 +11,26 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from bigearth_spark.tables import delta_log
 from bigearth_spark.tables.schema import PARTITION_COLUMNS, TABLE_PROPERTIES
 
 
 def table_path(lake: str, name: str) -> str:
     """Location of table ``name`` under the lake URI (``file:``, ``s3a:``, ``abfss:`` ...)."""
     return f"{lake.rstrip('/')}/{name}"
+
+
+def table_state(spark: SparkSession, path: str) -> tuple[int, int]:
+    """(version, rows) of the Delta table at ``path``: read from the log's statistics for
+    local tables (no Spark job), through Spark otherwise."""
+    try:
+        snap = delta_log.snapshot(path)
+        if all(f.num_records is not None for f in snap.files):
+            return snap.version, sum(f.num_records for f in snap.files)
+    except delta_log.DeltaLogError:
+        pass
+    table = DeltaTable.forPath(spark, path)
+    return table.history(1).first()["version"], table.toDF().count()
 
 
 def ensure_table(spark: SparkSession, lake: str, name: str, schema: T.StructType) -> DeltaTable:
@@ -44,12 +58,21 @@ def insert_new(table: DeltaTable, source: DataFrame, keys: list[str]) -> int:
 
     ``source`` should be persisted by the caller: it is counted, then merged.
     """
-    new = source.join(table.toDF().select(*keys), on=keys, how="left_anti")
+    new = new_rows(table, source, keys)
     count = new.count()
     if count:
-        target = table.alias("t")
-        target.merge(new.alias("s"), _on(keys)).whenNotMatchedInsertAll().execute()
+        merge_insert(table, new, keys)
     return count
+
+
+def new_rows(table: DeltaTable, source: DataFrame, keys: list[str]) -> DataFrame:
+    """The rows of ``source`` whose ``keys`` are not in ``table``."""
+    return source.join(table.toDF().select(*keys), on=keys, how="left_anti")
+
+
+def merge_insert(table: DeltaTable, rows: DataFrame, keys: list[str]) -> None:
+    """MERGE ``rows`` into ``table``, inserting those whose ``keys`` are absent (one commit)."""
+    table.alias("t").merge(rows.alias("s"), _on(keys)).whenNotMatchedInsertAll().execute()
 
 
 def upsert(table: DeltaTable, rows: DataFrame, keys: list[str]) -> int:

@@ -159,7 +159,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         bar.close()
-        hvd.join()  # shards differ in size: ranks that finish early wait for the others
+        # Shards differ in size: ranks that finish early join (contributing zero gradients) and
+        # skip the last steps; the last rank to join holds the weights everyone continues from.
+        last = hvd.join()
+        hvd.broadcast_parameters(model.state_dict(), root_rank=last)
+        hvd.broadcast_optimizer_state(opt, root_rank=last)
         seen = _gather_epoch(ids, train_loader, skipped)
         train_loss = float(
             np.mean(hvd.allgather_object(float(np.mean(losses)) if losses else np.nan))

@@ -125,6 +125,7 @@ def submit(master: str, archive: Path, lake: Path, work: Path, env: dict) -> sub
         "spark.eventLog.enabled": "true",
         "spark.eventLog.dir": (work / "events").as_uri(),
         "spark.eventLog.compress": "false",
+        "spark.eventLog.rolling.enabled": "false",
     }.items():
         spark_args += ["--conf", f"{key}={value}"]
     job = [str(ROOT / "jobs" / "ingest.py"), "--input", str(archive), "--lake", str(lake)]
