@@ -23,6 +23,9 @@ def main(argv=None) -> int:
     spark = build_spark("bigearth-evaluate", cfg.master, cfg.spark_conf)
     result = evaluate_checkpoint(spark, normalize_lake(cfg.lake), args.checkpoint, args.split,
                                  args.archive_split or None, args.report)  # fmt: skip
+    if "baseline_micro_f1" in result:
+        print(f"{args.split}: micro-F1 {result['micro_f1']:.3f} vs label-frequency baseline "
+              f"{result['baseline_micro_f1']:.3f}; macro-AP {result['macro_ap']:.3f}")  # fmt: skip
     print(json.dumps(result), flush=True)
     return 0
 

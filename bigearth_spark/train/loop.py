@@ -117,14 +117,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     classes = len(NOMENCLATURES[cfg.nomenclature])
     model = build_model(cfg.model, len(train_loader.spec.bands), classes).to(device)
     base_lr = cfg.lr * world
-    opt = torch.optim.Adam(model.parameters(), lr=base_lr, weight_decay=cfg.weight_decay)
+    # Wrap first: DistributedOptimizer builds a new optimizer from the param groups, so state
+    # loaded into the inner one would be lost.
+    opt = hvd.DistributedOptimizer(
+        torch.optim.Adam(model.parameters(), lr=base_lr, weight_decay=cfg.weight_decay),
+        named_parameters=model.named_parameters(),
+    )
     if resumed:
         model.load_state_dict(resumed["model"])
         opt.load_state_dict(resumed["optimizer"])
         checkpoint.set_rng_state(resumed["rng"])
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     hvd.broadcast_optimizer_state(opt, root_rank=0)
-    opt = hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters())
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     steps_per_epoch = max(1, train_loader.rows_in_split // (cfg.batch_size * world))

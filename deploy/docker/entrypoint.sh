@@ -4,7 +4,7 @@
 # way Spark's own images run them. Anything else (horovodrun, sshd, bigearth-spark, a shell) is
 # executed as given. tini reaps the Python workers' children and forwards signals.
 set -euo pipefail
-: "${SPARK_HOME:?SPARK_HOME must point to the venv's pyspark}"
+: "${SPARK_HOME:?SPARK_HOME must point to the pyspark of the venv}"
 
 case "${1:-}" in
   driver)

@@ -4,7 +4,7 @@
 # with $SPARK_HOME/bin/spark-class). PID files and logs go to the run dir. Waits until all N
 # workers are registered with the master, then prints the master URL (also in RUN_DIR/master-url).
 #
-#   deploy/standalone/start-cluster.sh [N]        # N workers, default 2
+#   deploy/standalone/start-cluster.sh [N]        # N workers, default 2 (0: the master only)
 #   deploy/standalone/stop-cluster.sh             # stops them again
 #
 # Settings (environment; the SPARK_* names are the ones Spark's own scripts use):
@@ -21,7 +21,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 N=${1:-2}
-[[ $N =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [N workers >= 1]" >&2; exit 2; }
+[[ $N =~ ^[0-9]+$ ]] || { echo "usage: $0 [N workers, 0 = the master only]" >&2; exit 2; }
 
 VENV=${BIGEARTH_VENV:-$ROOT/.venv}
 RUN_DIR=${BIGEARTH_SPARK_RUN_DIR:-$HERE/run}
@@ -47,7 +47,12 @@ unset SPARK_WORKER_PORT SPARK_WORKER_DIR SPARK_WORKER_INSTANCES
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A PID file whose process is (still) a Spark master or worker, not a recycled pid.
+alive() {
+  local cmd
+  [[ -f $1 ]] && cmd=$(ps -p "$(cat "$1")" -o command= 2>/dev/null) \
+    && [[ $cmd == *org.apache.spark.deploy.* ]]
+}
 for pidfile in "$RUN_DIR"/*.pid; do
   if alive "$pidfile"; then
     echo "a cluster is already running from $RUN_DIR ($(basename "$pidfile")); stop it first:" \
@@ -86,7 +91,7 @@ for ((i = 1; i <= N; i++)); do
     --webui-port "$port" --work-dir "$RUN_DIR/work-$i" "$MASTER_URL"
 done
 
-# Wait for N ALIVE workers in the master's JSON; fail early if a daemon died.
+# Wait for the master's JSON to list N ALIVE workers; fail early if a daemon died.
 JSON_URL=http://$HOST:$WEBUI_PORT/json/
 deadline=$((SECONDS + START_TIMEOUT))
 while :; do
@@ -99,16 +104,21 @@ while :; do
       exit 1
     fi
   done
-  alive_workers=$("$PY" - "$JSON_URL" <<'PY' 2>/dev/null || echo 0
+  alive_workers=$("$PY" - "$JSON_URL" <<'PY' 2>/dev/null || echo -1
 import json, sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
     state = json.load(r)
 print(sum(w.get("state") == "ALIVE" for w in state.get("workers", [])))
 PY
-)
+)  # -1: the master does not answer yet
   [[ $alive_workers -ge $N ]] && break
   if ((SECONDS >= deadline)); then
-    echo "only $alive_workers of $N workers registered after ${START_TIMEOUT}s; logs in $RUN_DIR" >&2
+    if ((alive_workers < 0)); then
+      echo "the master did not answer at $JSON_URL within ${START_TIMEOUT}s" >&2
+    else
+      echo "$alive_workers of $N workers registered within ${START_TIMEOUT}s" >&2
+    fi
+    echo "logs in $RUN_DIR" >&2
     BIGEARTH_SPARK_RUN_DIR=$RUN_DIR "$HERE/stop-cluster.sh" >&2
     exit 1
   fi

@@ -10,7 +10,10 @@ RUN_DIR=${BIGEARTH_SPARK_RUN_DIR:-$HERE/run}
 STOP_TIMEOUT=${STOP_TIMEOUT:-20}
 [[ -d $RUN_DIR ]] || { echo "no cluster run dir at $RUN_DIR; nothing to stop"; exit 0; }
 
-is_daemon() { ps -p "$1" -o command= 2>/dev/null | grep -q 'org\.apache\.spark\.deploy\.'; }
+is_daemon() {
+  local cmd
+  cmd=$(ps -p "$1" -o command= 2>/dev/null) && [[ $cmd == *org.apache.spark.deploy.* ]]
+}
 
 stop() {
   local pidfile=$1 name pid

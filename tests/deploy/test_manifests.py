@@ -163,12 +163,16 @@ def test_spark_application_matches_the_repository():
     assert (ROOT / "jobs" / "ingest.py").is_file()
 
     from bigearth_spark.cli import build_parser
-    from bigearth_spark.config import profile_path
+    from bigearth_spark.config import load_config
     from bigearth_spark.spark import DEFAULT_CONF
 
     args = build_parser().parse_args(["ingest", *spec["arguments"]])
-    assert profile_path(args.profile).is_file()
     assert args.lake.startswith("s3a://")
+    # The profile's spark_conf is applied by the session builder, over the operator's settings:
+    # it must not touch what the SparkApplication sets (resources, sparkConf).
+    profile = load_config(str(local_file(args.profile)))
+    assert profile.spark_conf and not set(profile.spark_conf) & set(spec["sparkConf"])
+    assert not [k for k in profile.spark_conf if k.startswith(("spark.driver.", "spark.executor."))]
     # The archive is read with POSIX calls: every input is mounted in driver and executors.
     for role in ("driver", "executor"):
         paths = mounts(spec[role]["volumeMounts"])
@@ -188,7 +192,8 @@ def test_s3a_jars_match_pyspark_hadoop_and_the_images():
     names = {Path(j.removeprefix("local://")).name for j in jars}
     hadoop = {p.name for p in (Path(pyspark.__file__).parent / "jars").glob("hadoop-client-api-*")}
     (hadoop_version,) = [n.removeprefix("hadoop-client-api-").removesuffix(".jar") for n in hadoop]
-    for dockerfile in DOCKER.glob("Dockerfile.*"):
+    dockerfiles = [DOCKER / "Dockerfile.cpu", DOCKER / "Dockerfile.cuda"]
+    for dockerfile in dockerfiles:
         args = dockerfile_args(dockerfile.read_text())
         assert args["HADOOP_AWS_VERSION"] == hadoop_version, dockerfile.name
         expected = {f"hadoop-aws-{hadoop_version}.jar", f"bundle-{args['AWS_SDK_VERSION']}.jar"}

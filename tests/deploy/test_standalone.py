@@ -129,9 +129,9 @@ def submit(master: str, archive: Path, lake: Path, work: Path, env: dict) -> sub
     }.items():
         spark_args += ["--conf", f"{key}={value}"]
     job = [str(ROOT / "jobs" / "ingest.py"), "--input", str(archive), "--lake", str(lake)]
-    log = (work / "submit.log").open("w")
     cmd = [str(BIN / "spark-submit"), *spark_args, *job]
-    return subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=log)
+    with (work / "submit.log").open("w") as log:
+        return subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def executors_with_tasks(events_dir: Path) -> tuple[str, set[str]]:
@@ -194,9 +194,15 @@ def test_standalone_ingest_equals_local_mode(cluster, tmp_path):
         "standalone": submit(url, archive, tmp_path / "lake1", tmp_path / "standalone", env),
         "local": submit("local[2]", archive, tmp_path / "lake2", tmp_path / "local", env),
     }
-    for name, proc in runs.items():
-        rc = proc.wait(timeout=540)
-        assert rc == 0, f"{name} ingest failed:\n{tail(tmp_path / name / 'submit.log')}"
+    try:
+        for name, proc in runs.items():
+            rc = proc.wait(timeout=540)
+            assert rc == 0, f"{name} ingest failed:\n{tail(tmp_path / name / 'submit.log')}"
+    finally:
+        for proc in runs.values():
+            if proc.poll() is None:  # the other run, when one failed
+                proc.kill()
+                proc.wait()
     print(f"both ingests took {time.monotonic() - started:.0f} s")
 
     # The standalone run was one application of the master whose tasks ran in executors that
