@@ -39,39 +39,39 @@ def spark():
     session.stop()
 
 
-@pytest.fixture(scope="session")
-def v1_archive(tmp_path_factory) -> tuple[Path, dict]:
-    """A synthetic v1 archive (S2, S1, lists) with every kind of defect."""
+def _archive(tmp_path_factory, flavor: str, pairs: int, seed: int) -> tuple[Path, dict]:
     from bigearth_spark.archive.synth import write_archive
 
-    out = tmp_path_factory.mktemp("v1") / "archive"
-    return out, write_archive(out, "v1", 40, seed=11, defects=True)
+    out = tmp_path_factory.mktemp(flavor) / "archive"
+    return out, write_archive(out, flavor, pairs, seed=seed, defects=True)
+
+
+def _ingest(spark, archive: Path, tmp_path_factory):
+    from bigearth_spark.etl.ingest import Ingest
+
+    lake = str(tmp_path_factory.mktemp("lake") / "lake")
+    return lake, Ingest(spark, lake).run([str(archive)])
+
+
+@pytest.fixture(scope="session")
+def v1_archive(tmp_path_factory) -> tuple[Path, dict]:
+    """A synthetic v1 archive (S2, S1, lists) with every kind of defect; (root, manifest)."""
+    return _archive(tmp_path_factory, "v1", 40, 11)
 
 
 @pytest.fixture(scope="session")
 def v1_lake(spark, v1_archive, tmp_path_factory):
     """The v1 archive ingested once; (lake path, ingest report)."""
-    from bigearth_spark.etl.ingest import Ingest
-
-    lake = str(tmp_path_factory.mktemp("v1lake") / "lake")
-    report = Ingest(spark, lake).run([str(v1_archive[0])])
-    return lake, report
+    return _ingest(spark, v1_archive[0], tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def v2_archive(tmp_path_factory) -> tuple[Path, dict]:
     """A synthetic v2 archive (S2, S1, reference maps, metadata) with defects."""
-    from bigearth_spark.archive.synth import write_archive
-
-    out = tmp_path_factory.mktemp("v2") / "archive"
-    return out, write_archive(out, "v2", 30, seed=5, defects=True)
+    return _archive(tmp_path_factory, "v2", 30, 5)
 
 
 @pytest.fixture(scope="session")
 def v2_lake(spark, v2_archive, tmp_path_factory):
     """The v2 archive ingested once; (lake path, ingest report)."""
-    from bigearth_spark.etl.ingest import Ingest
-
-    lake = str(tmp_path_factory.mktemp("v2lake") / "lake")
-    report = Ingest(spark, lake).run([str(v2_archive[0])])
-    return lake, report
+    return _ingest(spark, v2_archive[0], tmp_path_factory)

@@ -857,35 +857,6 @@ class _Writer:
         return json.dumps(doc)
 
 
-def _bz2_list(names: Sequence[str], eol: str = "\r\n") -> bytes:
-    return bz2.compress("".join(n + eol for n in names).encode("ascii"), 9)
-
-
-def _v2_metadata_table(rows: list[dict]):
-    import pyarrow as pa
-
-    schema = pa.schema(
-        [
-            ("patch_id", pa.string()),
-            ("labels", pa.list_(pa.field("element", pa.string()))),
-            ("split", pa.string()),
-            ("country", pa.string()),
-            ("s1_name", pa.string()),
-            ("s2v1_name", pa.string()),
-            ("contains_seasonal_snow", pa.bool_()),
-            ("contains_cloud_or_shadow", pa.bool_()),
-        ]
-    )
-    rows = sorted(rows, key=lambda r: r["patch_id"])
-    return pa.Table.from_pylist(rows, schema=schema)
-
-
-def _write_parquet(path: Path, rows: list[dict]) -> None:
-    import pyarrow.parquet as pq
-
-    pq.write_table(_v2_metadata_table(rows), path, compression="zstd", store_schema=False)
-
-
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
