@@ -93,8 +93,10 @@ def evaluate_checkpoint(
     result: dict[str, Any] = {k: float(v) for k, v in metrics.items() if np.isscalar(v)}
     if archive_split:
         archive = predict(model, loader(archive_split), archive_split)
+        same = archive_split == split
+        usable = tuple(k for k in ks if k <= len(archive.ids) - same) or (len(archive.ids) - same,)
         result.update(retrieval_metrics(test.embeddings, test.y, archive.embeddings, archive.y,
-                                        ks=ks, same_set=archive_split == split))  # fmt: skip
+                                        ks=usable, same_set=same))  # fmt: skip
         baseline = frequency_baseline(archive.y, test.y)
         result["baseline_micro_f1"] = float(baseline["micro_f1"])
     run_id = uuid.uuid4().hex[:12]

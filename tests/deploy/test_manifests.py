@@ -220,7 +220,13 @@ def test_horovod_job_is_consistent(monkeypatch):
     # One GPU per rank, requested and limited.
     for kind in ("requests", "limits"):
         assert worker["resources"][kind]["nvidia.com/gpu"] == slots
-    # ssh: port and key location agree with the image's sshd_config.
+    # ssh as the image's non-root user: its uid, its home's .ssh for the operator's keys, and
+    # the port and key location of the image's sshd_config.
+    user = re.search(r"useradd --create-home --uid (\d+) --gid \d+ (\w+)",
+                     (DOCKER / "Dockerfile.cuda").read_text())  # fmt: skip
+    assert user and spec["sshAuthMountPath"] == f"/home/{user[2]}/.ssh"
+    for container in (launcher, worker):
+        assert container["securityContext"]["runAsUser"] == int(user[1])
     sshd = (DOCKER / "sshd_config").read_text()
     assert f"Port {hvd.ssh_port}\n" in sshd
     assert f"HostKey {spec['sshAuthMountPath']}/" in sshd
