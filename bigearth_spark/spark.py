@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 DEFAULT_CONF: dict[str, str] = {
@@ -28,6 +29,14 @@ DEFAULT_CONF: dict[str, str] = {
 }
 
 
+def _submitted_conf() -> set[str]:
+    """Keys set by spark-submit (--conf, spark-defaults.conf) when it launched this driver."""
+    if not os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return set()
+    SparkContext._ensure_initialized()
+    return {key for key, _ in SparkConf().getAll()}
+
+
 def build_spark(
     app_name: str = "bigearth_spark",
     master: str | None = None,
@@ -35,16 +44,19 @@ def build_spark(
 ) -> SparkSession:
     """Get or create the SparkSession with Delta and the project's defaults.
 
-    Under ``spark-submit`` the master and submitted settings win; ``master`` is applied only
-    when given (tests use ``local[2]`` or ``local-cluster[2,1,1024]``).
+    Settings given to ``spark-submit`` (``--conf``, spark-defaults.conf) win over ``conf`` and
+    the defaults here; ``master`` is applied only when given (tests use ``local[2]`` or
+    ``local-cluster[2,1,1024]``).
     """
     # Python workers run this interpreter (the venv's) unless the deployment says otherwise.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
+    submitted = _submitted_conf()
     for key, value in {**DEFAULT_CONF, **(conf or {})}.items():
-        builder = builder.config(key, value)
+        if key not in submitted:
+            builder = builder.config(key, value)
     spark = builder.getOrCreate()
     logging.getLogger("py4j").setLevel(logging.WARNING)
     return spark
