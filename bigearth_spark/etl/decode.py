@@ -86,6 +86,12 @@ def decode_one(kind: str, path: str) -> dict:
         return _error_row(kind, path, "unreadable", f"{type(e).__name__}: {e}")
 
 
+def _batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
+    # column by column: ~20x faster than RecordBatch.from_pylist for rows of band bytes
+    arrays = [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 def _decoder(group: str):
     schema = to_arrow_schema(output_schema(group))
 
@@ -96,10 +102,10 @@ def _decoder(group: str):
             for kind, path in zip(kinds, paths, strict=False):
                 rows.append(decode_one(kind, path))
                 if len(rows) >= BATCH_ROWS:
-                    yield pa.RecordBatch.from_pylist(rows, schema=schema)
+                    yield _batch(rows, schema)
                     rows = []
         if rows:
-            yield pa.RecordBatch.from_pylist(rows, schema=schema)
+            yield _batch(rows, schema)
 
     return decode
 
