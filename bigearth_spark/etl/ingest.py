@@ -125,6 +125,9 @@ class Ingest:
         }
         return report
 
+    def _path(self, name: str) -> str:
+        return write.table_path(self.lake, name)
+
     # -- steps -----------------------------------------------------------------------------
     def _nomenclature(self, report: IngestReport) -> None:
         rows = _nomenclature_rows()
@@ -134,7 +137,7 @@ class Ingest:
             return
         df = self.spark.createDataFrame(rows, schema.NOMENCLATURE_SCHEMA)
         report.inserted[schema.NOMENCLATURE] = write.insert_new(
-            self.tables[schema.NOMENCLATURE], df, ["nomenclature", "label_index"]
+            self.tables[schema.NOMENCLATURE], path, df, ["nomenclature", "label_index"]
         )
 
     def _lists(self, folders: list[str], report: IngestReport) -> None:
@@ -151,7 +154,7 @@ class Ingest:
         changed = changed.drop("_hash")
         changed = changed.persist()
         report.inserted[schema.PATCH_METADATA] = write.upsert(
-            table, changed, ["patch_id", "archive"]
+            table, self._path(schema.PATCH_METADATA), changed, ["patch_id", "archive"]
         )
         changed.unpersist()
         known = [(a, m, lists.sources.get(m)) for a, ms in lists.known.items() for m in sorted(ms)]
@@ -174,7 +177,7 @@ class Ingest:
                 "ingested_at", F.current_timestamp()
             )
             report.inserted[table_name] = write.insert_new(
-                table, rows.select(*table.toDF().columns), ["patch_id"]
+                table, self._path(table_name), rows.select(*table.toDF().columns), ["patch_id"]
             )
             self._quarantine(bad, report)
             good.unpersist()
@@ -190,7 +193,7 @@ class Ingest:
                              ["path", "reason"]).persist()  # fmt: skip
         counts = {r["reason"]: r["count"] for r in new.groupBy("reason").count().collect()}
         if counts:
-            write.merge_insert(table, new, ["path", "reason"])
+            write.append(self._path(schema.QUARANTINE), new)
         for reason, n in counts.items():
             report.quarantined[reason] = report.quarantined.get(reason, 0) + n
         new.unpersist()
@@ -207,7 +210,9 @@ class Ingest:
         changed = keys.join(table.toDF().select("patch_id", "row_hash"),
                             ["patch_id", "row_hash"], "left_anti")  # fmt: skip
         changed = pairs.with_bands(changed, s2, s1).persist(StorageLevel.MEMORY_AND_DISK)
-        report.inserted[schema.PAIRS] = write.upsert(table, changed, ["patch_id"])
+        report.inserted[schema.PAIRS] = write.upsert(
+            table, self._path(schema.PAIRS), changed, ["patch_id"]
+        )
         changed.unpersist()
         if report.inserted[schema.PAIRS]:
             labels = pairs.long_labels(self.tables[schema.PAIRS].toDF())

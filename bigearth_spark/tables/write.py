@@ -53,15 +53,15 @@ def _on(keys: list[str]) -> Column:
     return cond
 
 
-def insert_new(table: DeltaTable, source: DataFrame, keys: list[str]) -> int:
+def insert_new(table: DeltaTable, path: str, source: DataFrame, keys: list[str]) -> int:
     """Insert the rows of ``source`` whose ``keys`` are not in ``table`` yet; return how many.
 
-    ``source`` should be persisted by the caller: it is counted, then merged.
+    ``source`` should be persisted by the caller: it is counted, then written.
     """
     new = new_rows(table, source, keys)
     count = new.count()
     if count:
-        merge_insert(table, new, keys)
+        append(path, new)
     return count
 
 
@@ -70,19 +70,26 @@ def new_rows(table: DeltaTable, source: DataFrame, keys: list[str]) -> DataFrame
     return source.join(table.toDF().select(*keys), on=keys, how="left_anti")
 
 
-def merge_insert(table: DeltaTable, rows: DataFrame, keys: list[str]) -> None:
-    """MERGE ``rows`` into ``table``, inserting those whose ``keys`` are absent (one commit)."""
-    table.alias("t").merge(rows.alias("s"), _on(keys)).whenNotMatchedInsertAll().execute()
+def append(path: str, rows: DataFrame) -> None:
+    """Append ``rows`` (already known to be new) to the table at ``path``: one atomic commit,
+    and no MERGE, which would materialise the band bytes once more. One ingest at a time per
+    lake (the anti-join before it is what keeps keys unique)."""
+    rows.write.format("delta").mode("append").save(path)
 
 
-def upsert(table: DeltaTable, rows: DataFrame, keys: list[str]) -> int:
+def upsert(table: DeltaTable, path: str, rows: DataFrame, keys: list[str]) -> int:
     """Update the rows of ``table`` matching ``keys`` and insert the others; return how many.
 
     Callers pass only rows that changed (see the row hashes of the ingest), so an unchanged
-    input makes no commit; ``rows`` should be persisted by the caller.
+    input makes no commit; ``rows`` should be persisted by the caller. Rows that are all new
+    are appended; otherwise one MERGE updates and inserts.
     """
     count = rows.count()
-    if count:
+    if not count:
+        return 0
+    if new_rows(table, rows.select(*keys), keys).count() == count:
+        append(path, rows)
+    else:
         (
             table.alias("t")
             .merge(rows.alias("s"), _on(keys))
