@@ -87,18 +87,29 @@ class Batch:
 
 def decode_bands(columns: dict[str, np.ndarray], bands: tuple[Band, ...], resampling: str,
                  stats: dict[str, tuple[float, float]]) -> torch.Tensor:  # fmt: skip
-    """Band byte columns → normalised N×C×120×120 float32, resampled to the 10 m grid."""
-    channels = []
-    for b in bands:
-        raw = b"".join(columns[b.name])
-        a = np.frombuffer(raw, dtype=b.numpy_dtype).reshape(-1, 1, b.size, b.size)
-        t = torch.from_numpy(a.astype(np.float32))
-        if b.size != 120:
+    """Band byte columns → normalised N×C×120×120 float32, resampled to the 10 m grid.
+
+    Bands of one native size are stacked and resampled in one call; normalisation is in place.
+    """
+    n = len(columns[bands[0].name])
+    out = torch.empty((n, len(bands), 120, 120), dtype=torch.float32)
+    by_size: dict[int, list[int]] = {}
+    for c, b in enumerate(bands):
+        by_size.setdefault(b.size, []).append(c)
+    for size, channels in by_size.items():
+        group = np.empty((n, len(channels), size, size), dtype=np.float32)
+        for j, c in enumerate(channels):
+            b = bands[c]
+            raw = np.frombuffer(b"".join(columns[b.name]), dtype=b.numpy_dtype)
+            group[:, j] = raw.reshape(n, size, size)
+        t = torch.from_numpy(group)
+        if size != 120:
             kw = {} if resampling == "nearest" else {"align_corners": False}
             t = F.interpolate(t, size=(120, 120), mode=resampling, **kw)
-        mean, std = stats[b.name]
-        channels.append((t - mean) / std)
-    return torch.cat(channels, dim=1)
+        out[:, channels] = t
+    mean = torch.tensor([stats[b.name][0] for b in bands]).view(1, -1, 1, 1)
+    std = torch.tensor([stats[b.name][1] for b in bands]).view(1, -1, 1, 1)
+    return out.sub_(mean).div_(std)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -150,55 +161,58 @@ class PatchLoader:
             num_epochs=1,
         )
 
+    def _rows(self, epoch: int, skipped: list[str] | None) -> Iterator[dict[str, np.ndarray]]:
+        """Column dicts of this rank's rows, row group by row group (still band bytes)."""
+        with self._reader(epoch) as reader:
+            for rb in reader:
+                cols = {k: np.asarray(v) for k, v in rb._asdict().items()}
+                cols["patch_id"] = cols["patch_id"].astype(str)
+                keep = np.ones(len(cols["patch_id"]), dtype=bool)
+                if self.hash_sharding:
+                    keep &= np.array([_shard_of(i, self.world_size) == self.rank
+                                      for i in cols["patch_id"]], dtype=bool)  # fmt: skip
+                if self.spec.needs_s1:
+                    has_s1 = np.array([v is not None for v in cols[S1_BANDS[0].name]], dtype=bool)
+                    if skipped is not None:
+                        skipped += cols["patch_id"][keep & ~has_s1].tolist()
+                    keep &= has_s1
+                if keep.any():
+                    yield {k: v[keep] for k, v in cols.items()}
+
     def epoch(self, epoch: int = 0, skipped: list[str] | None = None) -> Iterator[Batch]:
         """Batches of this rank's shard for one epoch (the last one may be smaller).
 
-        Ids of rows skipped because the modality needs a missing S1 partner go to ``skipped``.
+        Rows are re-batched while still bytes, so each batch is decoded once. Ids of rows
+        skipped because the modality needs a missing S1 partner go to ``skipped``.
         """
         stats = BAND_STATS[self.spec.stats]
         gen = torch.Generator().manual_seed(self.seed * 1000 + epoch * 10 + self.rank)
-        pending: list[Batch] = []
+        pending: list[dict[str, np.ndarray]] = []
         size = 0
-        with self._reader(epoch) as reader:
-            for rb in reader:
-                cols = rb._asdict()
-                ids = [str(i) for i in cols["patch_id"]]
-                if self.hash_sharding:
-                    mine = np.array([_shard_of(i, self.world_size) == self.rank for i in ids])
-                    cols = {k: np.asarray(v)[mine] for k, v in cols.items()}
-                    ids = [i for i, m in zip(ids, mine, strict=False) if m]
-                keep = np.ones(len(ids), dtype=bool)
-                if self.spec.needs_s1:
-                    keep = np.array([v is not None for v in cols[S1_BANDS[0].name]], dtype=bool)
-                    if skipped is not None:
-                        skipped += [i for i, k in zip(ids, keep, strict=False) if not k]
-                if not keep.any():
-                    continue
-                cols = {k: np.asarray(v)[keep] for k, v in cols.items()}
-                x = decode_bands(cols, self.spec.bands, self.spec.resampling, stats)
-                if self.spec.augment:
-                    x = augment(x, gen)
-                y = torch.from_numpy(np.stack(cols[self.target]).astype(np.float32))
-                pending.append(Batch(x, y, [i for i, k in zip(ids, keep, strict=False) if k]))
-                size += len(pending[-1].ids)
-                while size >= self.spec.batch_size:
-                    batch, pending, size = _take(pending, self.spec.batch_size)
-                    yield batch
+
+        def emit(n: int) -> Batch:
+            nonlocal pending, size
+            cols = {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
+            head = {k: v[:n] for k, v in cols.items()}
+            pending = [{k: v[n:] for k, v in cols.items()}] if size > n else []
+            size -= n
+            x = decode_bands(head, self.spec.bands, self.spec.resampling, stats)
+            if self.spec.augment:
+                x = augment(x, gen)
+            y = torch.from_numpy(np.stack(head[self.target]).astype(np.float32))
+            return Batch(x, y, head["patch_id"].tolist())
+
+        for cols in self._rows(epoch, skipped):
+            pending.append(cols)
+            size += len(cols["patch_id"])
+            while size >= self.spec.batch_size:
+                yield emit(self.spec.batch_size)
         if size:
-            yield _take(pending, size)[0]
+            yield emit(size)
 
 
 def _shard_of(patch_id: str, world_size: int) -> int:
     return zlib.crc32(patch_id.encode()) % world_size
-
-
-def _take(pending: list[Batch], n: int) -> tuple[Batch, list[Batch], int]:
-    x = torch.cat([b.x for b in pending])
-    y = torch.cat([b.y for b in pending])
-    ids = [i for b in pending for i in b.ids]
-    head = Batch(x[:n], y[:n], ids[:n])
-    rest = [Batch(x[n:], y[n:], ids[n:])] if len(ids) > n else []
-    return head, rest, len(ids) - n
 
 
 def verify_epoch(ids_per_rank: list[list[str]], expected: int, skipped: int = 0) -> int:
