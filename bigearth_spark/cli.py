@@ -1,4 +1,4 @@
-"""``bigearth-spark``: synth | ingest | sql | export (training and evaluation have their jobs)."""
+"""``bigearth-spark``: synth | ingest | sql | export | train | evaluate."""
 
 from __future__ import annotations
 
@@ -87,6 +87,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(argv: Sequence[str]) -> int:
+    """Train (the flags of jobs/train.py; one process per rank under horovodrun)."""
+    from bigearth_spark.train.launch import main as train_main
+
+    return train_main(argv)
+
+
+def cmd_evaluate(argv: Sequence[str]) -> int:
+    """Evaluate a checkpoint (the flags of jobs/evaluate.py)."""
+    from bigearth_spark.evaluate.classify import main as evaluate_main
+
+    return evaluate_main(argv)
+
+
+PASS_THROUGH = {"train": cmd_train, "evaluate": cmd_evaluate}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``bigearth-spark``."""
     p = argparse.ArgumentParser(prog="bigearth-spark", description=__doc__)
@@ -123,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--patch-id", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_export)
+
+    for name, func in PASS_THROUGH.items():  # listed for --help; main() hands them their flags
+        sub.add_parser(name, help=func.__doc__, add_help=False)
     return p
 
 
@@ -131,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASS_THROUGH:
+        return PASS_THROUGH[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -3,7 +3,10 @@ retrieval against an archive split, a ``metrics`` Delta table and an HTML report
 
 from __future__ import annotations
 
+import argparse
+import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,10 @@ from pyspark.sql import functions as F
 from tqdm import tqdm
 
 from bigearth_spark.archive.labels import NOMENCLATURES
+from bigearth_spark.config import load_config, normalize_lake
 from bigearth_spark.evaluate.report import write_report
 from bigearth_spark.evaluate.retrieve import retrieval_metrics
+from bigearth_spark.spark import build_spark
 from bigearth_spark.tables.schema import T
 from bigearth_spark.tables.write import table_path
 from bigearth_spark.train import checkpoint
@@ -117,3 +122,24 @@ def evaluate_checkpoint(
     result.update({"run_id": run_id, "table_version": version, "split": split,
                    "rows": len(test.ids)})  # fmt: skip
     return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Evaluate a checkpoint, write the metrics table and the report, print a JSON line."""
+    p = argparse.ArgumentParser(prog="jobs/evaluate.py", description=main.__doc__)
+    p.add_argument("--lake", required=True)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--archive-split", default="train", help="retrieval archive ('' to skip)")
+    p.add_argument("--report", help="report folder (PNG charts + index.html)")
+    p.add_argument("--profile", default="local")
+    args = p.parse_args(argv)
+    cfg = load_config(args.profile, lake=args.lake)
+    spark = build_spark("bigearth-evaluate", cfg.master, cfg.spark_conf)
+    result = evaluate_checkpoint(spark, normalize_lake(cfg.lake), args.checkpoint, args.split,
+                                 args.archive_split or None, args.report)  # fmt: skip
+    if "baseline_micro_f1" in result:
+        print(f"{args.split}: micro-F1 {result['micro_f1']:.3f} vs label-frequency baseline "
+              f"{result['baseline_micro_f1']:.3f}; macro-AP {result['macro_ap']:.3f}")  # fmt: skip
+    print(json.dumps(result), flush=True)
+    return 0
