@@ -19,7 +19,7 @@ demo: setup
 	$(VENV)/bin/spark-submit jobs/ingest.py --input $(DEMO)/archive --lake $(DEMO)/lake
 	$(VENV)/bin/horovodrun -np 2 -H localhost:2 $(PY) jobs/train.py --config conf/train/scnn-demo.yaml \
 		--lake $(DEMO)/lake --out $(DEMO)/run --mlflow-uri $(DEMO)/mlruns
-	$(PY) jobs/evaluate.py --lake $(DEMO)/lake --checkpoint $(DEMO)/run/best.pt --split test \
+	$(PY) jobs/evaluate.py --lake $(DEMO)/lake --checkpoint $(DEMO)/run/latest.pt --split test \
 		--report $(DEMO)/report | tee $(DEMO)/evaluation.json
 	@echo "report: $(DEMO)/report/index.html"
 
