@@ -142,7 +142,7 @@ class Ingest:
 
     def _lists(self, folders: list[str], report: IngestReport) -> None:
         lists = read_lists(folders)
-        log.info("official lists: %s", lists.sources or "none found")
+        log.info("official lists: %s; rows %s", lists.sources or "none found", lists.summary())
         if lists.metadata.empty:
             return
         meta = self.spark.createDataFrame(lists.metadata, schema.PATCH_METADATA_SCHEMA)

@@ -11,7 +11,6 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 STRAY_FILE, DUPLICATE = "stray_file", "duplicate_patch_id"
-QUARANTINE_COLUMNS = ("patch_id", "kind", "path", "reason", "message")
 
 
 def stray_entries(entries: DataFrame) -> DataFrame:
