@@ -45,7 +45,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     spark = _spark(cfg, "bigearth-ingest")
-    ingest = Ingest(spark, cfg.lake, cfg.database)
+    ingest = Ingest(spark, cfg.lake, cfg.database, lock_wait_s=args.lock_wait)
     report = ingest.run(args.input, args.lists)
     console.print(f"[bold]ingest {report.run_id}[/bold]: {report.entries} entries, "
                   f"{report.decoded_ok} readable patches; inserted {report.inserted}")  # fmt: skip
@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = spark_command("ingest", "ingest archive roots into Delta tables")
     s.add_argument("--input", action="append", required=True, help="archive root (repeatable)")
     s.add_argument("--lists", action="append", default=[], help="folder with official lists")
+    s.add_argument(
+        "--lock-wait",
+        type=float,
+        default=3600.0,
+        help="seconds to wait for another ingest writing the same lake (default 3600)",
+    )
     s.set_defaults(func=cmd_ingest)
 
     s = spark_command("sql", "run SQL over the lake's tables and views")

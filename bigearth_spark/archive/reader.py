@@ -20,7 +20,7 @@ import numpy as np
 from .bands import PATCH_SIZE_M, REFERENCE_MAP, S1_BANDS, S2_BANDS, Band
 from .labels import UnknownLabelError, sort_labels
 from .names import BadNameError, PatchName, is_v1_s2, parse_s1, parse_v1_s2, parse_v2_s2
-from .tiff import GeoBand, TiffError, read_tiff
+from .tiff import GeoBand, MultiSampleError, TiffError, read_tiff
 
 EMPTY_FOLDER = "empty_folder"  # no folder, or no file of the patch in it (strays only)
 MISSING_BAND = "missing_band"  # some of the band tifs are missing
@@ -32,6 +32,8 @@ MALFORMED_JSON = "malformed_json"  # unparsable JSON, missing or ill-typed field
 UNKNOWN_LABEL = "unknown_label"  # a JSON label outside the 43-class nomenclature
 INCONSISTENT_GEO = "inconsistent_geo"  # EPSG, corner or pixel size disagree (bands, JSON)
 BAD_NAME = "bad_name"  # the folder name is not a patch name of that kind
+MULTI_SAMPLE = "multi_sample"  # a band tif with more than one sample per pixel
+READ_ERROR = "read_error"  # an I/O error while reading (transient: retried, then re-read later)
 REASONS = (
     EMPTY_FOLDER,
     MISSING_BAND,
@@ -43,7 +45,10 @@ REASONS = (
     UNKNOWN_LABEL,
     INCONSISTENT_GEO,
     BAD_NAME,
+    MULTI_SAMPLE,
+    READ_ERROR,
 )
+TRANSIENT_REASONS = frozenset({READ_ERROR})
 KINDS = ("v1_s2", "v1_s1", "v2_s2", "v2_s1", "v2_reference_map")
 
 _GEO_TOLERANCE_M = 1e-3  # corners and pixel sizes are whole metres in the archives
@@ -198,8 +203,12 @@ def _read_band(path: str, band: Band) -> GeoBand:
     """Read one band's tif and check its shape and dtype."""
     try:
         geo = read_tiff(path)
-    except (TiffError, OSError) as e:
+    except MultiSampleError as e:
+        raise PatchError(MULTI_SAMPLE, path, str(e)) from None
+    except (FileNotFoundError, IsADirectoryError, TiffError) as e:
         raise PatchError(CORRUPT_TIF, path, str(e)) from None
+    except OSError as e:
+        raise PatchError(READ_ERROR, path, f"{type(e).__name__}: {e}") from None
     if geo.array.shape != band.shape:
         raise PatchError(WRONG_SHAPE, path, f"shape {geo.array.shape}, expected {band.shape}")
     if geo.array.dtype != np.dtype(band.dtype):
@@ -262,8 +271,10 @@ def _apply_v1_json(record: PatchRecord, path: str) -> tuple[float, float, float,
             record.corresponding_s2_patch = _text(doc, "corresponding_s2_patch")
             if not is_v1_s2(record.corresponding_s2_patch):
                 raise ValueError(f"bad corresponding_s2_patch {record.corresponding_s2_patch!r}")
-    except (OSError, KeyError, TypeError, ValueError) as e:
+    except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
         raise PatchError(MALFORMED_JSON, path, f"{type(e).__name__}: {e}") from None
+    except OSError as e:
+        raise PatchError(READ_ERROR, path, f"{type(e).__name__}: {e}") from None
     try:
         record.labels43 = sort_labels(labels, "43")
     except UnknownLabelError as e:

@@ -32,6 +32,10 @@ class GeoBand:
     compression: str  # "none", "deflate", "lzw"... (GDAL's names, lower case)
 
 
+class MultiSampleError(TiffError):
+    """A TIFF with more than one sample per pixel where a single-band file belongs."""
+
+
 class _Unsupported(Exception):
     """The fast path does not handle this file: the general path must read it."""
 
@@ -73,6 +77,8 @@ def read_tiff(path: str | Path) -> GeoBand:
         data = f.read()
     try:
         return _read_fast(data)
+    except MultiSampleError as e:
+        raise MultiSampleError(f"{path}: {e}") from None
     except TiffError as e:
         raise TiffError(f"{path}: corrupt TIFF: {e}") from None
     except (_Unsupported, struct.error, LookupError, TypeError, ArithmeticError):
@@ -86,6 +92,8 @@ def read_tiff_rasterio(path: str | Path) -> GeoBand:
 
     try:
         with rasterio.open(path) as src:
+            if src.count != 1:
+                raise MultiSampleError(f"{path}: {src.count} bands (samples per pixel), expected 1")
             array = src.read(1)
             epsg = src.crs.to_epsg() if src.crs else None
             transform = tuple(float(v) for v in src.transform.to_gdal())
@@ -175,9 +183,11 @@ def _read_fast(data: bytes) -> GeoBand:
     get = tags.get
     if not _TILE_TAGS.isdisjoint(tags) or not _REQUIRED.issubset(tags):
         raise _Unsupported("tiled or missing tags")
-    layout = (get(_COMPRESSION, (1,))[0], get(_SAMPLES, (1,))[0], get(_ORIENTATION, (1,))[0])
-    if layout != (1, 1, 1):
-        raise _Unsupported("compressed, multi-sample or reoriented")
+    samples = get(_SAMPLES, (1,))[0]
+    if samples != 1:
+        raise MultiSampleError(f"{samples} samples per pixel, expected 1")
+    if (get(_COMPRESSION, (1,))[0], get(_ORIENTATION, (1,))[0]) != (1, 1):
+        raise _Unsupported("compressed or reoriented")
     dtype = _DTYPES.get((bo, get(_SAMPLE_FORMAT, (1,))[0], get(_BITS, (1,))[0]))
     if dtype is None:
         raise _Unsupported("sample type")

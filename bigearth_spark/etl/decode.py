@@ -1,118 +1,134 @@
-"""Decoding on the executors: patch folders → rows of band bytes and metadata (mapInArrow).
+"""Decoding on the executors: pair units → ``pairs`` rows of band bytes (mapInArrow).
 
-Every folder gives exactly one row: a decoded patch, or an error row (``error_reason`` set) that
-the ingest turns into a quarantine row. Nothing is dropped.
+One task reads every folder of a unit (S2, its S1 partner, its reference map) and emits one
+row holding all their bands, so each band byte is decoded once, written once and never
+shuffled. Output batches are small (:data:`BATCH_ROWS` rows) and nothing is accumulated, so a
+task's memory is bounded by a batch whatever the archive's size. A side that cannot be read
+becomes an item of the row's ``issues`` (its bands stay NULL); nothing is dropped. I/O errors are
+retried before they count.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pyarrow as pa
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from bigearth_spark.archive import reader
 from bigearth_spark.archive.bands import encode_band
-from bigearth_spark.archive.names import BadNameError, parse_any
-from bigearth_spark.tables.schema import DECODED, STR, STRS
+from bigearth_spark.archive.names import BadNameError
+from bigearth_spark.tables.schema import ISSUES, PAIR_SOURCE, SIDE_PATH, SIDES, STRS
 
-# reader kind (archive.reader.read_patch) → decoded group (tables.schema.DECODED)
-KIND_GROUP = {
-    "v1_s2": "s2",
-    "v2_s2": "s2",
-    "v1_s1": "s1",
-    "v2_s1": "s1",
-    "v2_reference_map": "reference_map",
-}
-ERROR_FIELDS = [
-    T.StructField("source_path", STR, False),
-    T.StructField("error_reason", STR),
-    T.StructField("error_message", STR),
-    T.StructField("stray_files", STRS),
-]
-BATCH_ROWS = 32  # ~5 MB of S2 bands per Arrow batch
+BATCH_ROWS = 16  # ~4.5 MB of S1+S2 bands per Arrow batch
+READ_ATTEMPTS = 3  # tries of a side that fails with an I/O error
+STORED = T.StructField("stored_sides", STRS, False)
 
 
-def output_schema(group: str) -> T.StructType:
-    """Schema of the decode output for a group: the decoded columns plus error columns."""
-    return T.StructType([*DECODED[group].fields, *ERROR_FIELDS])
+def output_schema(passthrough: list[T.StructField]) -> T.StructType:
+    """Schema of the decoder's output: the pair's source columns, its issues, the sides stored,
+    the ``passthrough`` columns of the input, then the band columns."""
+    bands = [f for side in SIDES.values() for f in side]
+    return T.StructType(
+        [*PAIR_SOURCE, T.StructField("issues", ISSUES), STORED, *passthrough, *bands]
+    )
 
 
-def _patch_row(rec: reader.PatchRecord) -> dict:
-    row = {
-        "patch_id": rec.patch_id,
-        "archive": rec.archive,
-        "satellite": parse_any(rec.patch_id).satellite,
-        "acquired": rec.acquired,
-        "tile": rec.tile,
-        "epsg": rec.epsg,
-        "ulx": rec.ulx,
-        "uly": rec.uly,
-        "lrx": rec.lrx,
-        "lry": rec.lry,
-        "source_product": rec.source_product,
-        "corresponding_s2_patch": rec.corresponding_s2_patch,
-        "labels43": rec.labels43,
-        "source_path": rec.path,
-        "stray_files": rec.stray_files,
-    }
+def read_side(kind: str, path: str, attempts: int = READ_ATTEMPTS) -> reader.PatchRecord:
+    """Read one patch folder; I/O errors are retried ``attempts`` times with a short backoff.
+
+    Raises :class:`reader.PatchError` (an unforeseen exception becomes reason ``unreadable``).
+    """
+    for attempt in range(attempts):
+        try:
+            return reader.read_patch(path, kind)
+        except reader.PatchError as e:
+            if e.reason not in reader.TRANSIENT_REASONS or attempt == attempts - 1:
+                raise
+        except BadNameError as e:
+            raise reader.PatchError(reader.BAD_NAME, path, str(e)) from None
+        except Exception as e:  # an unforeseen defect quarantines the side, not the job
+            raise reader.PatchError("unreadable", path, f"{type(e).__name__}: {e}") from None
+        time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _fill(row: dict, side: str, rec: reader.PatchRecord) -> None:
+    """Copy a side's record into the pair row."""
     row.update({name: encode_band(name, arr) for name, arr in rec.bands.items()})
+    row[SIDE_PATH[side]] = rec.path
+    row["issues"] += [
+        {"patch_id": rec.patch_id, "kind": side, "path": f, "reason": "stray_file",
+         "message": "stray file in a patch folder"}
+        for f in rec.stray_files
+    ]  # fmt: skip
+    if side == "s1":
+        row.update(s1_patch_id=rec.patch_id, s1_acquired=rec.acquired,
+                   s1_source_product=rec.source_product)  # fmt: skip
+    if side in ("s2", "s1"):
+        first = side == "s2" or row.get("epsg") is None  # geometry and labels: S2 first
+        if first:
+            row.update(epsg=rec.epsg, ulx=rec.ulx, uly=rec.uly, lrx=rec.lrx, lry=rec.lry)
+        if side == "s2":
+            row.update(tile=rec.tile, acquired=rec.acquired, source_product=rec.source_product)
+        if rec.labels43 is not None and (first or row.get("labels43") is None):
+            row["labels43"] = rec.labels43
+
+
+def decode_unit(unit: dict) -> dict:
+    """One pair row of a unit: the sides marked ``need_<side>`` read from their folders."""
+    row: dict = {"patch_id": unit["patch_id"], "archive": unit["archive"], "issues": []}
+    stored = []
+    for side in SIDES:
+        path = unit.get(SIDE_PATH[side])
+        if not unit.get(f"need_{side}") or path is None:
+            continue
+        try:
+            rec = read_side(f"{unit['archive']}_{side}", path)
+        except reader.PatchError as e:
+            folder_id = path.rstrip("/").rsplit("/", 1)[-1]
+            row["issues"].append({"patch_id": folder_id, "kind": side, "path": path,
+                                  "reason": e.reason, "message": str(e)[:2000]})  # fmt: skip
+            continue
+        _fill(row, side, rec)
+        stored.append(side)
+    row["stored_sides"] = stored
     return row
 
 
-def _error_row(kind: str, path: str, reason: str, message: str) -> dict:
-    patch_id = path.rstrip("/").rsplit("/", 1)[-1]
-    return {
-        "patch_id": patch_id,
-        "archive": kind.split("_", 1)[0],
-        "source_path": path,
-        "error_reason": reason,
-        "error_message": message[:2000],
-    }
-
-
-def decode_one(kind: str, path: str) -> dict:
-    """Read one patch folder into a row dict; an error row if it cannot be read."""
-    try:
-        return _patch_row(reader.read_patch(path, kind))
-    except reader.PatchError as e:
-        return _error_row(kind, path, e.reason, str(e))
-    except BadNameError as e:
-        return _error_row(kind, path, reader.BAD_NAME, str(e))
-    except Exception as e:  # an unforeseen defect must quarantine the patch, not kill the job
-        return _error_row(kind, path, "unreadable", f"{type(e).__name__}: {e}")
-
-
-def _batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
-    # column by column: ~20x faster than RecordBatch.from_pylist for rows of band bytes
-    arrays = [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema]
+def _batch(
+    rows: list[dict], schema: pa.Schema, passthrough: set[str], source: pa.RecordBatch, start: int
+) -> pa.RecordBatch:
+    """Arrow batch of decoded rows, column by column (~20x faster than ``from_pylist``);
+    passthrough columns are sliced from the input batch."""
+    arrays = [
+        source.column(f.name).slice(start, len(rows)).cast(f.type)
+        if f.name in passthrough
+        else pa.array([r.get(f.name) for r in rows], type=f.type)
+        for f in schema
+    ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _decoder(group: str):
-    schema = to_arrow_schema(output_schema(group))
+def _decoder(schema: T.StructType, passthrough: list[str]):
+    arrow_schema, copied = to_arrow_schema(schema), set(passthrough)
 
     def decode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        rows: list[dict] = []
         for batch in batches:
-            kinds, paths = batch.column("kind").to_pylist(), batch.column("path").to_pylist()
-            for kind, path in zip(kinds, paths, strict=False):
-                rows.append(decode_one(kind, path))
-                if len(rows) >= BATCH_ROWS:
-                    yield _batch(rows, schema)
-                    rows = []
-        if rows:
-            yield _batch(rows, schema)
+            units = batch.to_pylist()
+            for start in range(0, len(units), BATCH_ROWS):
+                rows = [decode_unit(u) for u in units[start : start + BATCH_ROWS]]
+                yield _batch(rows, arrow_schema, copied, batch, start)
 
     return decode
 
 
-def decode(entries: DataFrame, group: str) -> DataFrame:
-    """Decode the patch folders of one group (``s2``, ``s1``, ``reference_map``)."""
-    kinds = [k for k, g in KIND_GROUP.items() if g == group]
-    return entries.where(F.col("kind").isin(kinds)).mapInArrow(
-        _decoder(group), output_schema(group)
-    )
+def decode(units: DataFrame, passthrough: list[str]) -> DataFrame:
+    """Decode planned units (columns of :func:`bigearth_spark.etl.discover.discover` plus
+    ``need_s2``, ``need_s1``, ``need_reference_map`` and the ``passthrough`` columns)."""
+    fields = [units.schema[c] for c in passthrough]
+    schema = output_schema(fields)
+    return units.mapInArrow(_decoder(schema, passthrough), schema)

@@ -1,20 +1,37 @@
-"""Discovery: archive roots → a DataFrame of patch folders, listed on the executors.
+"""Discovery: archive roots → pair units, listed on the executors, without reading a band.
 
-The driver only lists the top of each root (one ``scandir``: patch folders for v1, tile
-folders for v2). Executors expand v2 tile folders; the result is repartitioned so that the
-decode stage gets balanced tasks.
+A *unit* is everything the lake stores in one ``pairs`` row: an S2 patch folder, its S1
+partner's folder and (v2) its reference-map folder, keyed by the S2 patch id. The driver lists
+only the top of each root; executors expand v2 tile folders and read each v1 S1 JSON (a few
+hundred bytes) for its ``corresponding_s2_patch``; v2 S1 folders get their key from the v2
+metadata (``patch_metadata.s1_patch_id``). Units are formed by a group-by on paths only, so no
+band byte is ever shuffled. A second folder with the same patch id in the input is a
+``duplicate_patch_id`` quarantine item (the folder whose path sorts first is the one read).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from bigearth_spark.archive import layout
 
+# reader kind (archive.reader.read_patch) → the side of a pair it fills
+SIDE_OF_KIND = {
+    "v1_s2": "s2",
+    "v2_s2": "s2",
+    "v1_s1": "s1",
+    "v2_s1": "s1",
+    "v2_reference_map": "reference_map",
+}
+STRAY_FILE, DUPLICATE = "stray_file", "duplicate_patch_id"
+DUPLICATE_PARTNER, MISSING_METADATA = "duplicate_partner", "missing_metadata"
 ENTRY_SCHEMA = T.StructType(
     [
         T.StructField("kind", T.StringType(), False),
@@ -22,36 +39,140 @@ ENTRY_SCHEMA = T.StructType(
         T.StructField("nested", T.BooleanType(), False),
     ]
 )
-PATCHES_PER_TASK = 256
+FOLDER_SCHEMA = T.StructType(
+    [
+        T.StructField("kind", T.StringType(), False),
+        T.StructField("path", T.StringType(), False),
+        T.StructField("folder_id", T.StringType(), False),  # the folder's name: its patch id
+        T.StructField("key", T.StringType()),  # the pair key (S2 id) where known on executors
+    ]
+)
+SIDES = ("s2", "s1", "reference_map")
+
+
+def v1_s1_partner(folder: str) -> str | None:
+    """``corresponding_s2_patch`` of a v1 S1 folder's JSON, or None when it cannot be read (the
+    decoder then reports why)."""
+    name = os.path.basename(folder)
+    try:
+        with open(os.path.join(folder, f"{name}_labels_metadata.json"), "rb") as f:
+            partner = json.loads(f.read()).get("corresponding_s2_patch")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return partner if isinstance(partner, str) else None
+
+
+def _key(kind: str, path: str, name: str) -> str | None:
+    if kind == "v1_s1":
+        return v1_s1_partner(path) or name  # unreadable JSON: a unit of its own, quarantined
+    if kind == "v2_s1" or kind == STRAY_FILE:
+        return None  # v2: the metadata pairs it (driver-side join); strays are not patches
+    return name
 
 
 def _expand(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Executors: top entries → patch folders (and stray files) with their pair keys."""
     for frame in frames:
-        out = [
-            e
-            for kind, path, nested in frame.itertuples(index=False)
-            for e in layout.expand(layout.Entry(kind, path, nested))
-        ]
-        yield pd.DataFrame(
-            {"kind": [e.kind for e in out], "path": [e.path for e in out], "nested": False}
-        )
+        rows = []
+        for kind, path, nested in frame.itertuples(index=False):
+            for e in layout.expand(layout.Entry(kind, path, nested)):
+                name = os.path.basename(e.path)
+                rows.append((e.kind, e.path, name, _key(e.kind, e.path, name)))
+        yield pd.DataFrame(rows, columns=FOLDER_SCHEMA.fieldNames())
 
 
-def discover(spark: SparkSession, roots: list[layout.ArchiveRoot]) -> tuple[DataFrame, int]:
-    """All patch folders (and stray files) of ``roots`` as ``(kind, path)`` rows, spread evenly
-    over decode tasks, and their count."""
+def folders(spark: SparkSession, roots: list[layout.ArchiveRoot]) -> DataFrame:
+    """Every patch folder and stray file below ``roots`` (listed on the executors)."""
     top = [e for root in roots for e in layout.top_entries(root)]
     frame = pd.DataFrame(
-        {"kind": [e.kind for e in top], "path": [e.path for e in top],
-         "nested": [e.nested for e in top]}
-    )  # fmt: skip
+        {
+            "kind": [e.kind for e in top],
+            "path": [e.path for e in top],
+            "nested": [e.nested for e in top],
+        }
+    )
     parallelism = spark.sparkContext.defaultParallelism
-    entries = spark.createDataFrame(frame, schema=ENTRY_SCHEMA)
-    nested = int(frame["nested"].sum()) if len(frame) else 0
-    if nested:
-        entries = entries.repartition(min(nested, 4 * parallelism)).mapInPandas(
-            _expand, ENTRY_SCHEMA
-        )
-    entries = entries.select("kind", "path").cache()
-    count = entries.count()
-    return entries.repartition(max(2 * parallelism, count // PATCHES_PER_TASK + 1)), count
+    tasks = max(1, min(len(frame), 4 * parallelism))
+    entries = spark.createDataFrame(frame, schema=ENTRY_SCHEMA).repartition(tasks)
+    return entries.mapInPandas(_expand, FOLDER_SCHEMA)
+
+
+def _issue(kind: Column | str, reason: str, message: Column | str, patch_id: Column) -> Column:
+    lit = lambda v: F.lit(v) if isinstance(v, str) else v  # noqa: E731
+    return F.struct(
+        patch_id.alias("patch_id"), lit(kind).alias("kind"), F.col("path"),
+        F.lit(reason).alias("reason"), lit(message).alias("message"),
+    )  # fmt: skip
+
+
+def discover(
+    spark: SparkSession, roots: list[layout.ArchiveRoot], metadata: DataFrame
+) -> tuple[DataFrame, DataFrame, int]:
+    """(units, input issues, folders found) of ``roots``.
+
+    ``units``: ``patch_id`` (pair key), ``archive``, ``s2_path``, ``s1_patch_id``, ``s1_path``,
+    ``reference_map_path`` (NULL where the input has no such side). ``input issues``: rows of
+    :data:`bigearth_spark.tables.schema.ISSUE` for stray files at the roots, duplicate folders
+    and v2 S1 folders that no metadata row pairs. Both are small (paths, no bands); the caller
+    caches them.
+    """
+    found = folders(spark, roots).cache()
+    count = found.count()
+    side = F.element_at(F.create_map(*[F.lit(x) for kv in SIDE_OF_KIND.items() for x in kv]),
+                        F.col("kind"))  # fmt: skip
+    v2_s1_keys = metadata.where(F.col("s1_patch_id").isNotNull()).select(
+        F.col("s1_patch_id").alias("folder_id"), F.col("patch_id").alias("_meta_key")
+    )
+    patches = (
+        found.where(F.col("kind") != STRAY_FILE)
+        .join(v2_s1_keys, "folder_id", "left")
+        .withColumn("key", F.coalesce("key", F.when(F.col("kind") == "v2_s1", F.col("_meta_key"))))
+        .withColumn("side", side)
+        .withColumn("archive", F.substring_index("kind", "_", 1))
+    )
+    strays = found.where(F.col("kind") == STRAY_FILE).select(
+        _issue(
+            "file", STRAY_FILE, "a file where patch folders belong", F.lit(None).cast("string")
+        ).alias("issue")
+    )
+    unpaired = patches.where(F.col("key").isNull()).select(
+        _issue("s1", MISSING_METADATA, "v2 S1 patch that no metadata row pairs with an S2 patch",
+               F.col("folder_id")).alias("issue")
+    )  # fmt: skip
+
+    def members(name: str) -> Column:
+        item = F.struct(F.col("folder_id"), F.col("path"))
+        return F.array_sort(F.collect_list(F.when(F.col("side") == name, item))).alias(name)
+
+    grouped = (
+        patches.where(F.col("key").isNotNull())
+        .groupBy(F.col("key").alias("patch_id"))
+        .agg(F.min("archive").alias("archive"), *[members(s) for s in SIDES])
+        .cache()
+    )
+    units = grouped.select(
+        "patch_id", "archive",
+        F.get("s2", 0)["path"].alias("s2_path"),
+        F.get("s1", 0)["folder_id"].alias("s1_patch_id"), F.get("s1", 0)["path"].alias("s1_path"),
+        F.get("reference_map", 0)["path"].alias("reference_map_path"),
+    )  # fmt: skip
+    issues = strays.unionByName(unpaired)
+    for name in SIDES:
+        extra = grouped.select(
+            F.get(name, 0)["folder_id"].alias("_first"),
+            F.explode(F.slice(name, 2, 1 << 30)).alias("x"),
+        ).select("_first", "x.folder_id", "x.path")
+        issues = issues.unionByName(extra.select(_extra_issue(name).alias("issue")))
+    return units, issues.select("issue.*"), count
+
+
+def _extra_issue(side: str) -> Column:
+    """The issue of a folder beyond the first one of its side in a unit."""
+    duplicate = _issue(side, DUPLICATE, "patch id also read from another folder of this input",
+                       F.col("folder_id"))  # fmt: skip
+    if side != "s1":
+        return duplicate
+    other = _issue("s1", DUPLICATE_PARTNER,
+                   F.concat(F.lit("its S2 patch already pairs with S1 patch "), F.col("_first")),
+                   F.col("folder_id"))  # fmt: skip
+    return F.when(F.col("folder_id") == F.col("_first"), duplicate).otherwise(other)

@@ -1,11 +1,19 @@
-"""The ingest: archive roots → bronze, silver and dimension Delta tables, with a quarantine.
+"""The ingest: archive roots → ``pairs`` (the one band table) and its derived tables.
 
-Steps (each table write is one atomic, idempotent Delta commit):
-1. official lists → ``patch_metadata`` and ``official_lists``;
-2. discover patch folders (executors list v2 tile folders) → decode on the executors
-   (``mapInArrow``) → ``s2_patches`` / ``s1_patches`` / ``reference_maps`` + ``quarantine``;
-3. ``pairs`` (only rows whose content changed), ``labels``, lake-wide quarantine reasons;
-4. register ``<db>.<table>`` and the views.
+A run holds the lake's lease (:mod:`bigearth_spark.tables.lease`), so one ingest writes a lake
+at a time and concurrent jobs queue instead of racing. Its commits are ordered so that a kill
+between any two is repaired by the next run:
+
+1. ``nomenclature``, then the official lists → ``patch_metadata`` and ``official_lists``;
+2. discovery on the executors → pair units (paths only) and input issues;
+3. plan: units anti-joined with the lake on patch ids (never paths: the same archive at another
+   mount is a no-op), and with the folders quarantined for a permanent reason;
+4. decode + write: units of new pairs are decoded and appended in one pass (no shuffle, no
+   cache of band bytes); units that complete a stored pair (its S1 arriving later) are MERGEd;
+5. derived state, recomputed from the committed lake every run: derived columns of ``pairs``
+   whose lists changed, ``quarantine`` (current state of the lake), ``labels`` (stamped with
+   the ``pairs`` version it was built from);
+6. register ``<db>.<table>`` and the views.
 """
 
 from __future__ import annotations
@@ -17,21 +25,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from bigearth_spark.archive import layout
 from bigearth_spark.archive.labels import CLASSES_19, CLASSES_43
 from bigearth_spark.archive.lists import read_lists
+from bigearth_spark.archive.reader import TRANSIENT_REASONS
 from bigearth_spark.config import normalize_lake
-from bigearth_spark.etl import decode, discover, pairs, quality
+from bigearth_spark.etl import decode, discover, pairs
 from bigearth_spark.tables import catalog, schema, write
+from bigearth_spark.tables.lease import IngestLease
 
 log = logging.getLogger(__name__)
-GROUPS = ("s2", "s1", "reference_map")
+SIDES = tuple(schema.SIDE_PATH)
+# where a side's columns come from in a MERGE that completes a stored pair
+S2_COLUMNS = ("tile", "acquired", "source_product", "epsg", "ulx", "uly", "lrx", "lry")
+S1_COLUMNS = ("s1_patch_id", "s1_acquired", "s1_source_product")
+ORIGIN_RANK = {"pair": 0, "lake": 1, "unit": 2, "input": 3}
 
 
 @dataclass
@@ -40,9 +53,9 @@ class IngestReport:
 
     run_id: str
     roots: list[str]
-    entries: int = 0
-    decoded_ok: int = 0  # readable patches of this input, new or already in the lake
-    inserted: dict[str, int] = field(default_factory=dict)
+    entries: int = 0  # folders and files found in the input
+    decoded_ok: int = 0  # pair units of the input whose sides are all in the lake after the run
+    inserted: dict[str, int] = field(default_factory=dict)  # rows written per table
     quarantined: dict[str, int] = field(default_factory=dict)  # new quarantine rows by reason
     table_versions: dict[str, int] = field(default_factory=dict)
 
@@ -57,7 +70,7 @@ def _list_folders(
 ) -> list[str]:
     folders = [*extra]
     for p in [*inputs, *(r.path for r in roots)]:
-        folders += [p, str(Path(p) / "lists")]
+        folders += [p, f"{p.rstrip('/')}/lists"]
     return folders
 
 
@@ -80,79 +93,100 @@ def _step(name: str) -> Iterator[None]:
     log.info("step %s done in %.1f s", name, time.perf_counter() - start)
 
 
+def _content_hash(columns: list[str]) -> Column:
+    """A hash of ``columns`` that tells NULLs apart from values and columns from each other."""
+    return F.xxhash64(F.to_json(F.struct(*columns), {"ignoreNullFields": "false"}))
+
+
 class Ingest:
     """One ingest run over ``inputs`` into the lake at ``lake``."""
 
-    def __init__(self, spark: SparkSession, lake: str, db: str = schema.DATABASE) -> None:
+    def __init__(self, spark: SparkSession, lake: str, db: str = schema.DATABASE,
+                 lock_wait_s: float = 3600.0, lease_ttl_s: float = 120.0) -> None:  # fmt: skip
         self.spark, self.lake, self.db = spark, normalize_lake(lake), db
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
-        self.tables = {
-            name: write.ensure_table(spark, self.lake, name, s)
-            for name, s in (
-                (schema.S2, schema.BRONZE["s2"]), (schema.S1, schema.BRONZE["s1"]),
-                (schema.REFERENCE_MAPS, schema.BRONZE["reference_map"]),
-                (schema.PAIRS, schema.PAIRS_SCHEMA), (schema.LABELS, schema.LABELS_SCHEMA),
-                (schema.NOMENCLATURE, schema.NOMENCLATURE_SCHEMA),
-                (schema.QUARANTINE, schema.QUARANTINE_SCHEMA),
-                (schema.PATCH_METADATA, schema.PATCH_METADATA_SCHEMA),
-                (schema.OFFICIAL_LISTS, schema.OFFICIAL_LISTS_SCHEMA),
-            )
-        }  # fmt: skip
+        self.lease = IngestLease(spark, self.lake, self.run_id, lease_ttl_s, lock_wait_s)
 
     def run(self, inputs: list[str], list_dirs: list[str] | None = None) -> IngestReport:
         """Ingest the archive roots found at ``inputs``; return the report."""
         roots = [r for i in inputs for r in layout.find_roots(i)]
         report = IngestReport(self.run_id, [f"{r.kind}:{r.path}" for r in roots])
         log.info("ingest %s: roots %s", self.run_id, report.roots)
-        with _step("nomenclature"):
-            self._nomenclature(report)
-        with _step("official lists"):
-            self._lists(_list_folders(inputs, roots, list_dirs or []), report)
-        with _step("discovery"):
-            entries, report.entries = discover.discover(self.spark, roots)
-            self._quarantine(quality.stray_entries(entries), report)
-            kinds = {r.kind for r in entries.select("kind").distinct().collect()}
-        for group in GROUPS:
-            if any(decode.KIND_GROUP.get(k) == group for k in kinds):
-                with _step(f"decode + write {group}"):
-                    self._bronze(entries, group, report)
-        with _step("pairs, labels, lake-wide checks"):
-            self._silver(report)
-        catalog.register(self.spark, self.lake, self.db)
+        with self.lease:
+            self._ensure_tables()
+            with _step("nomenclature"):
+                self._nomenclature(report)
+            with _step("official lists"):
+                self._lists(_list_folders(inputs, roots, list_dirs or []), report)
+            with _step("discovery + plan"):
+                todo, unit_ids, input_issues = self._plan(roots, report)
+            with _step("decode + write pairs"):
+                self._write_pairs(todo, report)
+            with _step("derived columns, quarantine, labels"):
+                unit_issues = self._failed_units(todo)
+                self._refresh_derived(report)
+                self._quarantine(input_issues, unit_issues, report)
+                self._labels(report)
+                report.decoded_ok = self._complete_units(unit_ids)
+            todo.unpersist()
+            catalog.register(self.spark, self.lake, self.db)
         report.table_versions = {
-            name: write.table_state(self.spark, write.table_path(self.lake, name))[0]
-            for name in self.tables
+            name: write.table_state(self.spark, self._path(name))[0] for name in schema.TABLES
         }
         return report
 
     def _path(self, name: str) -> str:
         return write.table_path(self.lake, name)
 
-    # -- steps -----------------------------------------------------------------------------
+    def _table(self, name: str) -> DeltaTable:
+        return DeltaTable.forPath(self.spark, self._path(name))
+
+    def _ensure_tables(self) -> None:
+        for name, s in (
+            (schema.PAIRS, schema.PAIRS_SCHEMA), (schema.LABELS, schema.LABELS_SCHEMA),
+            (schema.NOMENCLATURE, schema.NOMENCLATURE_SCHEMA),
+            (schema.QUARANTINE, schema.QUARANTINE_SCHEMA),
+            (schema.PATCH_METADATA, schema.PATCH_METADATA_SCHEMA),
+            (schema.OFFICIAL_LISTS, schema.OFFICIAL_LISTS_SCHEMA),
+        ):  # fmt: skip
+            write.ensure_table(self.spark, self.lake, name, s)
+
+    def _known_lists(self) -> dict[str, set[str]]:
+        known: dict[str, set[str]] = {}
+        for r in self._table(schema.OFFICIAL_LISTS).toDF().collect():
+            known.setdefault(r["archive"], set()).add(r["membership"])
+        return known
+
+    # -- 1. dimensions and lists --------------------------------------------------------------
     def _nomenclature(self, report: IngestReport) -> None:
         rows = _nomenclature_rows()
-        path = write.table_path(self.lake, schema.NOMENCLATURE)
+        path = self._path(schema.NOMENCLATURE)
         if write.table_state(self.spark, path)[1] == len(rows):
             report.inserted[schema.NOMENCLATURE] = 0
             return
         df = self.spark.createDataFrame(rows, schema.NOMENCLATURE_SCHEMA)
+        self.lease.check()
         report.inserted[schema.NOMENCLATURE] = write.insert_new(
-            self.tables[schema.NOMENCLATURE], path, df, ["nomenclature", "label_index"]
+            self._table(schema.NOMENCLATURE), path, df, ["nomenclature", "label_index"]
         )
 
     def _lists(self, folders: list[str], report: IngestReport) -> None:
         lists = read_lists(folders)
         log.info("official lists: %s; rows %s", lists.sources or "none found", lists.summary())
+        report.inserted[schema.PATCH_METADATA] = 0
         if lists.metadata.empty:
             return
         meta = self.spark.createDataFrame(lists.metadata, schema.PATCH_METADATA_SCHEMA)
-        meta = meta.withColumn("_hash", F.xxhash64(*meta.columns))
-        table = self.tables[schema.PATCH_METADATA]
-        current = table.toDF().withColumn("_hash", F.xxhash64(*meta.columns[:-1]))
-        changed = meta.join(current.select("patch_id", "archive", "_hash"),
-                            ["patch_id", "archive", "_hash"], "left_anti")  # fmt: skip
-        changed = changed.drop("_hash")
-        changed = changed.persist()
+        columns = meta.columns
+        table = self._table(schema.PATCH_METADATA)
+        current = table.toDF().select("patch_id", "archive", _content_hash(columns).alias("_hash"))
+        changed = (
+            meta.withColumn("_hash", _content_hash(columns))
+            .join(current, ["patch_id", "archive", "_hash"], "left_anti")
+            .drop("_hash")
+            .cache()
+        )
+        self.lease.check()
         report.inserted[schema.PATCH_METADATA] = write.upsert(
             table, self._path(schema.PATCH_METADATA), changed, ["patch_id", "archive"]
         )
@@ -160,84 +194,225 @@ class Ingest:
         known = [(a, m, lists.sources.get(m)) for a, ms in lists.known.items() for m in sorted(ms)]
         known_df = self.spark.createDataFrame(known, schema.OFFICIAL_LISTS_SCHEMA)
         write.replace_where_changed(
-            self.tables[schema.OFFICIAL_LISTS], known_df, ["archive", "membership"],
+            self._table(schema.OFFICIAL_LISTS), known_df, ["archive", "membership"],
             F.col("archive").isin(list(lists.known)),
         )  # fmt: skip
 
-    def _bronze(self, entries: DataFrame, group: str, report: IngestReport) -> None:
-        table_name = schema.KIND_TABLE[group]
-        table = self.tables[table_name]
-        decoded = decode.decode(entries, group).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            existing = table.toDF().select("patch_id", "source_path")
-            good, bad = quality.split_decoded(decoded, group, existing)
-            good = good.persist(StorageLevel.MEMORY_AND_DISK)
-            report.decoded_ok += good.count()
-            rows = good.withColumn("ingest_run", F.lit(self.run_id)).withColumn(
-                "ingested_at", F.current_timestamp()
+    # -- 2, 3. discovery and plan --------------------------------------------------------------
+    def _plan(
+        self, roots: list[layout.ArchiveRoot], report: IngestReport
+    ) -> tuple[DataFrame, DataFrame, DataFrame]:
+        """(units to decode with their need flags and metadata, every unit's key and sides,
+        input issues); all small and cached."""
+        metadata = self._table(schema.PATCH_METADATA).toDF()
+        units, input_issues, report.entries = discover.discover(self.spark, roots, metadata)
+        units = units.cache()
+        input_issues = input_issues.cache()
+        stored = self._table(schema.PAIRS).toDF().select(
+            "patch_id", F.lit(True).alias("_stored"),
+            *[F.col(schema.SIDE_PATH[s]).isNotNull().alias(f"_has_{s}") for s in SIDES],
+            F.col("s2_path").alias("_stored_s2_path"),
+        )  # fmt: skip
+        bad = (
+            self._table(schema.QUARANTINE).toDF()
+            .where(F.col("origin").isin("unit", "pair") & ~F.col("reason").isin(*TRANSIENT_REASONS))
+            .select("path").distinct()
+        )  # fmt: skip
+        planned = units.join(stored, "patch_id", "left")
+        for s in SIDES:
+            path = schema.SIDE_PATH[s]
+            known_bad = bad.select(F.col("path").alias(path), F.lit(True).alias(f"_bad_{s}"))
+            planned = planned.join(known_bad, path, "left")
+            planned = planned.withColumn(
+                f"need_{s}",
+                F.col(path).isNotNull() & F.col(f"_has_{s}").isNull() & F.col(f"_bad_{s}").isNull(),
             )
-            report.inserted[table_name] = write.insert_new(
-                table, self._path(table_name), rows.select(*table.toDF().columns), ["patch_id"]
-            )
-            self._quarantine(bad, report)
-            good.unpersist()
-        finally:
-            decoded.unpersist()
+        need = F.col("need_s2") | F.col("need_s1") | F.col("need_reference_map")
+        todo = pairs.with_metadata(
+            planned.where(need).select(
+                *units.columns, *[f"need_{s}" for s in SIDES],
+                F.col("_stored").isNotNull().alias("is_update"), "_stored_s2_path",
+            ),
+            metadata,
+        ).cache()  # fmt: skip
+        log.info("plan: %d units in the input, %d to decode", units.count(), todo.count())
+        return todo, units, input_issues
 
-    def _quarantine(self, rows: DataFrame, report: IngestReport) -> None:
-        table = self.tables[schema.QUARANTINE]
-        rows = rows.withColumn("ingest_run", F.lit(self.run_id)).withColumn(
-            "first_seen", F.current_timestamp()
-        )
-        new = write.new_rows(table, rows.select(*schema.QUARANTINE_SCHEMA.fieldNames()),
-                             ["path", "reason"]).persist()  # fmt: skip
-        counts = {r["reason"]: r["count"] for r in new.groupBy("reason").count().collect()}
-        if counts:
-            write.append(self._path(schema.QUARANTINE), new)
-        for reason, n in counts.items():
-            report.quarantined[reason] = report.quarantined.get(reason, 0) + n
-        new.unpersist()
-
-    def _silver(self, report: IngestReport) -> None:
-        s2 = self.tables[schema.S2].toDF()
-        s1 = self.tables[schema.S1].toDF()
-        meta = self.tables[schema.PATCH_METADATA].toDF()
-        known: dict[str, set[str]] = {}
-        for r in self.tables[schema.OFFICIAL_LISTS].toDF().collect():
-            known.setdefault(r["archive"], set()).add(r["membership"])
-        keys = pairs.pair_keys(s2, s1, meta, known).persist()
-        table = self.tables[schema.PAIRS]
-        changed = keys.join(table.toDF().select("patch_id", "row_hash"),
-                            ["patch_id", "row_hash"], "left_anti")  # fmt: skip
-        changed = pairs.with_bands(changed, s2, s1).persist(StorageLevel.MEMORY_AND_DISK)
-        report.inserted[schema.PAIRS] = write.upsert(
-            table, self._path(schema.PAIRS), changed, ["patch_id"]
-        )
-        changed.unpersist()
-        if report.inserted[schema.PAIRS]:
-            labels = pairs.long_labels(self.tables[schema.PAIRS].toDF())
-            labels.write.format("delta").mode("overwrite").save(
-                write.table_path(self.lake, schema.LABELS)
+    # -- 4. decode + write ---------------------------------------------------------------------
+    def _decoded(self, todo: DataFrame, update: bool) -> DataFrame:
+        passthrough = [*pairs.META, *[f"need_{s}" for s in SIDES], "_stored_s2_path"]
+        rows = decode.decode(todo.where(F.col("is_update") == update), passthrough)
+        rows = rows.where(F.size("stored_sides") > 0)
+        if update:  # derived columns see the pair as it will be after the MERGE
+            rows = rows.withColumn("_new_s2_path", F.col("s2_path")).withColumn(
+                "s2_path", F.coalesce("s2_path", "_stored_s2_path")
             )
-        links = keys.where(F.col("s1_patch_id").isNotNull()).select("patch_id", "s1_patch_id")
-        issues = (
-            pairs.derived_issues(s2, s1, meta, links)
-            .withColumn("ingest_run", F.lit(self.run_id))
-            .withColumn("first_seen", F.current_timestamp())
+        rows = pairs.derive(rows, self._known_lists())
+        return rows.withColumn("ingest_run", F.lit(self.run_id)).withColumn(
+            "updated_at", F.current_timestamp()
+        )
+
+    def _write_pairs(self, todo: DataFrame, report: IngestReport) -> None:
+        path = self._path(schema.PAIRS)
+        columns = schema.PAIRS_SCHEMA.fieldNames()
+        new, updates = (todo.where(F.col("is_update") == u).count() for u in (False, True))
+        version = write.table_state(self.spark, path)[0]
+        if new:
+            self.lease.check()
+            write.append(path, self._decoded(todo, False).select(*columns))
+        if updates:
+            self.lease.check()
+            self._merge_sides(self._decoded(todo, True))
+        after = write.table_state(self.spark, path)[0]
+        report.inserted[schema.PAIRS] = (
+            0 if after == version else
+            self._table(schema.PAIRS).toDF().where(F.col("ingest_run") == self.run_id).count()
+        )  # fmt: skip
+
+    def _merge_sides(self, rows: DataFrame) -> None:
+        """Complete stored pairs with the sides decoded now (e.g. S1 after S2): one MERGE."""
+        s = lambda c: F.col(f"s.{c}")  # noqa: E731
+        t = lambda c: F.col(f"t.{c}")  # noqa: E731
+        got = lambda side: F.array_contains(s("stored_sides"), side)  # noqa: E731
+        sets: dict[str, Column] = {}
+        for side, fields in schema.SIDES.items():
+            for c in [*(f.name for f in fields), schema.SIDE_PATH[side]]:
+                sets[c] = F.when(got(side), s(c)).otherwise(t(c))
+        for c in S2_COLUMNS:
+            sets[c] = F.when(got("s2"), s(c)).otherwise(F.coalesce(t(c), s(c)))
+        for c in S1_COLUMNS:
+            sets[c] = F.when(got("s1"), s(c)).otherwise(t(c))
+        sets["s2_path"] = F.when(got("s2"), s("_new_s2_path")).otherwise(t("s2_path"))
+        sets["labels43"] = F.coalesce(
+            F.when(got("s2"), s("labels43")), t("labels43"), s("labels43")
+        )
+        tried = F.filter(
+            F.array(*[F.when(s(f"need_{x}"), F.lit(x)) for x in SIDES]), lambda x: x.isNotNull()
+        )
+        kept = F.filter(
+            F.coalesce(t("issues"), F.array()), lambda i: ~F.array_contains(tried, i["kind"])
+        )
+        sets["issues"] = F.concat(kept, s("issues"))
+        for c in (*pairs.DERIVED, "ingest_run", "updated_at"):
+            sets[c] = s(c)
+        (
+            self._table(schema.PAIRS).alias("t")
+            .merge(rows.alias("s"), "t.patch_id = s.patch_id")
+            .whenMatchedUpdate(set=sets)
+            .execute()
+        )  # fmt: skip
+
+    # -- 5. derived state ----------------------------------------------------------------------
+    def _failed_units(self, todo: DataFrame) -> DataFrame:
+        """Issues of the units that this run could not store at all (read again: few)."""
+        written = self._table(schema.PAIRS).toDF().where(F.col("ingest_run") == self.run_id)
+        failed = todo.join(written.select("patch_id"), "patch_id", "left_anti")
+        issues = decode.decode(failed, [])
+        return issues.select(F.explode("issues").alias("i")).select("i.*").cache()
+
+    def _refresh_derived(self, report: IngestReport) -> None:
+        stale = pairs.stale_derived(
+            self._table(schema.PAIRS).toDF(), self._table(schema.PATCH_METADATA).toDF(),
+            self._known_lists(),
+        ).cache()  # fmt: skip
+        n = stale.count()
+        report.inserted["pairs_derived"] = n
+        if n:
+            self.lease.check()
+            sets = {c: F.col(f"s.{c}") for c in pairs.DERIVED}
+            sets["updated_at"] = F.current_timestamp()
+            (
+                self._table(schema.PAIRS).alias("t")
+                .merge(F.broadcast(stale).alias("s"), "t.patch_id = s.patch_id")
+                .whenMatchedUpdate(set=sets)
+                .execute()
+            )  # fmt: skip
+        stale.unpersist()
+
+    def _quarantine(
+        self, input_issues: DataFrame, unit_issues: DataFrame, report: IngestReport
+    ) -> None:
+        """Make ``quarantine`` the lake's current state (one MERGE, none when unchanged)."""
+        table = self._table(schema.QUARANTINE)
+        pairs_df = self._table(schema.PAIRS).toDF()
+        current = table.toDF()
+        fresh = (
+            pairs_df.select(F.explode("issues").alias("i")).select("i.*").withColumn("origin", F.lit("pair"))
+            .unionByName(pairs.lake_issues(pairs_df, self._table(schema.PATCH_METADATA).toDF())
+                         .withColumn("origin", F.lit("lake")))
+            .unionByName(unit_issues.withColumn("origin", F.lit("unit")))
+            .unionByName(input_issues.withColumn("origin", F.lit("input")))
+            .withColumn("ingest_run", F.lit(self.run_id)).withColumn("first_seen", F.current_timestamp())
+        )  # fmt: skip
+        kept = current.where(F.col("origin").isin("unit", "input"))
+        kept = self._unresolved(kept, pairs_df)
+        rank = F.create_map(*[F.lit(x) for kv in ORIGIN_RANK.items() for x in kv])
+        # rows already quarantined keep their run and first_seen
+        candidates = kept.withColumn("_old", F.lit(0)).unionByName(
+            fresh.withColumn("_old", F.lit(1))
+        )
+        best = Window.partitionBy("path", "reason").orderBy(rank[F.col("origin")], "_old")
+        desired = (
+            candidates.withColumn("_n", F.row_number().over(best)).where("_n = 1")
+            .drop("_n", "_old").select(*schema.QUARANTINE_SCHEMA.fieldNames())
+        )  # fmt: skip
+        first = current.select("path", "reason", F.col("first_seen").alias("_fs"),
+                               F.col("ingest_run").alias("_run"))  # fmt: skip
+        desired = (
+            desired.join(first, ["path", "reason"], "left")
+            .withColumn("first_seen", F.coalesce("_fs", "first_seen"))
+            .withColumn("ingest_run", F.coalesce("_run", "ingest_run"))
             .select(*schema.QUARANTINE_SCHEMA.fieldNames())
-            .persist()
+            .cache()
+        )  # fmt: skip
+        new = desired.join(current.select("path", "reason"), ["path", "reason"], "left_anti")
+        report.quarantined = {
+            r["reason"]: r["count"] for r in new.groupBy("reason").count().collect()
+        }
+        self.lease.check()
+        write.replace_where_changed(table, desired, ["path", "reason"], F.lit(True))
+        desired.unpersist()
+
+    @staticmethod
+    def _unresolved(rows: DataFrame, pairs_df: DataFrame) -> DataFrame:
+        """Quarantine rows of folders whose patch is not stored (since) — resolved ones go."""
+        resolvable = ~F.col("reason").isin(discover.DUPLICATE, discover.DUPLICATE_PARTNER,
+                                            discover.STRAY_FILE)  # fmt: skip
+        stored = (
+            pairs_df.where("s2_path IS NOT NULL").select("patch_id", F.lit("s2").alias("kind"))
+            .unionByName(pairs_df.where("s1_path IS NOT NULL")
+                         .select(F.col("s1_patch_id").alias("patch_id"), F.lit("s1").alias("kind")))
+            .unionByName(pairs_df.where("reference_map_path IS NOT NULL")
+                         .select("patch_id", F.lit("reference_map").alias("kind")))
+            .withColumn("_resolved", F.lit(True))
+        )  # fmt: skip
+        joined = rows.join(stored, ["patch_id", "kind"], "left")
+        return joined.where(~resolvable | F.col("_resolved").isNull()).drop("_resolved")
+
+    def _labels(self, report: IngestReport) -> None:
+        """Rebuild ``labels`` when it was built from another ``pairs`` version."""
+        version = write.table_state(self.spark, self._path(schema.PAIRS))[0]
+        stamp = f"pairs_version={version}"
+        last = self._table(schema.LABELS).history(1).first()
+        report.inserted[schema.LABELS] = 0
+        if last is not None and last["userMetadata"] == stamp:
+            return
+        labels = pairs.long_labels(self._table(schema.PAIRS).toDF())
+        self.lease.check()
+        labels.write.format("delta").mode("overwrite").option("userMetadata", stamp).save(
+            self._path(schema.LABELS)
         )
-        scope = F.col("reason").isin(list(pairs.DERIVED_REASONS))
-        current = self.tables[schema.QUARANTINE].toDF().where(scope).select("path", "reason")
-        for r in (
-            issues.join(current, ["path", "reason"], "left_anti")
-            .groupBy("reason")
-            .count()
-            .collect()
-        ):
-            report.quarantined[r["reason"]] = r["count"]
-        write.replace_where_changed(
-            self.tables[schema.QUARANTINE], issues, ["path", "reason"], scope
-        )
-        issues.unpersist()
-        keys.unpersist()
+        report.inserted[schema.LABELS] = write.table_state(self.spark, self._path(schema.LABELS))[1]
+
+    def _complete_units(self, units: DataFrame) -> int:
+        """Units of the input whose every side is in the lake now."""
+        stored = self._table(schema.PAIRS).toDF().select(
+            "patch_id", *[F.col(schema.SIDE_PATH[s]).isNotNull().alias(f"_has_{s}") for s in SIDES]
+        )  # fmt: skip
+        joined = units.join(stored, "patch_id")
+        ok = F.lit(True)
+        for s in SIDES:
+            ok = ok & (F.col(schema.SIDE_PATH[s]).isNull() | F.col(f"_has_{s}"))
+        n = joined.where(ok).count()
+        units.unpersist()
+        return n

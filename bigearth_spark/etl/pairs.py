@@ -1,16 +1,23 @@
-"""Silver tables: S1+S2 pairs with both label sets, multi-hot targets, split and flags; the
-long-form labels table. Derived from the bronze tables, so a re-run recomputes only what
-changed (row hash) and a later S1 ingest completes the pairs of an earlier S2 ingest.
+"""What ``pairs`` derives from the official lists, the lake-wide checks, and the long labels.
+
+Everything here is a narrow projection or works on the small columns of ``pairs`` (never on band
+bytes): the derived columns are computed right after decoding (the unit carries its metadata
+row) and refreshed in place when the lists change; the checks and ``labels`` are recomputed
+from the committed table, so a run that dies before them is repaired by the next one.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from bigearth_spark.archive.bands import S1_BANDS, S2_BANDS
 from bigearth_spark.archive.labels import CLASSES_43, INDEX_19, INDEX_43, NAMES_19, NAMES_43
-from bigearth_spark.tables.schema import PAIRS_SCHEMA
+from bigearth_spark.tables.schema import PAIR_DERIVED
+
+META_COLUMNS = ("split", "is_snow", "is_cloud_or_shadow", "labels19", "country", "s2v1_name")
+META = [f"meta_{c}" for c in META_COLUMNS]
+DERIVED = [f.name for f in PAIR_DERIVED]
+LAKE_REASONS = ("missing_s2_partner", "missing_s1_partner", "missing_metadata")
 
 
 def _index_map(index: dict[str, int]) -> Column:
@@ -36,55 +43,22 @@ def _sorted_indices(labels: Column, index: dict[str, int]) -> Column:
 def _flag(column: str, archive_known: dict[str, set[str]]) -> Column:
     """A membership flag: listed → true, not listed but the list is known → false, else null."""
     known = [a for a, cols in archive_known.items() if column in cols]
-    return F.when(F.col("archive").isin(known), F.coalesce(F.col(column), F.lit(False)))
+    return F.when(F.col("archive").isin(known), F.coalesce(F.col(f"meta_{column}"), F.lit(False)))
 
 
-def partner_links(s2: DataFrame, s1: DataFrame, meta: DataFrame) -> DataFrame:
-    """(patch_id, s1_patch_id) for every S2 patch with an S1 partner in the lake.
-
-    v1: the S1 JSON's ``corresponding_s2_patch`` is the authority. v2: ``s1_name`` of the
-    metadata. One S2 with several S1 candidates keeps the smallest S1 id (deterministic).
-    """
-    v1 = s1.where(F.col("corresponding_s2_patch").isNotNull()).select(
-        F.col("corresponding_s2_patch").alias("patch_id"), F.col("patch_id").alias("s1_patch_id")
+def with_metadata(rows: DataFrame, metadata: DataFrame) -> DataFrame:
+    """``rows`` (keyed by ``patch_id``, ``archive``) with their ``meta_*`` columns (a join on
+    small columns: call it before decoding, never on band bytes)."""
+    meta = metadata.select(
+        "patch_id", "archive", *[F.col(c).alias(f"meta_{c}") for c in META_COLUMNS]
     )
-    v2 = (
-        meta.where((F.col("archive") == "v2") & F.col("s1_patch_id").isNotNull())
-        .select("patch_id", "s1_patch_id")
-        .join(s1.select(F.col("patch_id").alias("s1_patch_id")), "s1_patch_id")
-    )
-    links = v1.unionByName(v2).join(s2.select("patch_id"), "patch_id")
-    first = Window.partitionBy("patch_id").orderBy("s1_patch_id")
-    return links.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
+    return rows.join(meta, ["patch_id", "archive"], "left")
 
 
-def pair_keys(
-    s2: DataFrame, s1: DataFrame, meta: DataFrame, archive_known: dict[str, set[str]]
-) -> DataFrame:
-    """Every column of ``pairs`` except the bands, for every S2 patch of the lake."""
-    links = partner_links(s2, s1, meta)
-    s1_small = s1.select(
-        F.col("patch_id").alias("s1_patch_id"), F.col("acquired").alias("s1_acquired")
-    )
-    m = meta.select("patch_id", "split", "is_snow", "is_cloud_or_shadow", "labels19", "country",
-                    "s2v1_name")  # fmt: skip
-    df = (
-        s2.select(
-            "patch_id",
-            "archive",
-            "tile",
-            "acquired",
-            "epsg",
-            "ulx",
-            "uly",
-            "lrx",
-            "lry",
-            "labels43",
-        )
-        .join(links, "patch_id", "left")
-        .join(s1_small, "s1_patch_id", "left")
-        .join(m, "patch_id", "left")
-    )
+def derived_columns(archive_known: dict[str, set[str]]) -> dict[str, Column]:
+    """The columns of ``pairs`` derived from ``labels43``, ``s2_path`` and ``meta_*``: labels of
+    both nomenclatures (v1: 43 → 19 by the official mapping; v2: the metadata's 19 labels),
+    multi-hot targets, split (only for a stored S2 patch) and membership flags."""
     to19 = F.array(*[F.lit(c.target19 if c.target19 is not None else -1) for c in CLASSES_43])
     idx43 = _sorted_indices(F.col("labels43"), INDEX_43)
     idx19_from43 = F.array_sort(
@@ -93,80 +67,85 @@ def pair_keys(
         )
     )
     idx19 = F.when(F.col("archive") == "v1", idx19_from43).otherwise(
-        _sorted_indices(F.col("labels19"), INDEX_19)
+        _sorted_indices(F.col("meta_labels19"), INDEX_19)
     )
-    df = (
-        df.withColumn("_idx43", idx43)
-        .withColumn("_idx19", idx19)
-        .withColumn("labels43", _names(F.col("_idx43"), NAMES_43))
-        .withColumn("labels19", _names(F.col("_idx19"), NAMES_19))
-        .withColumn("multi_hot_43", _multi_hot(F.col("_idx43"), len(NAMES_43)))
-        .withColumn("multi_hot_19", _multi_hot(F.col("_idx19"), len(NAMES_19)))
-        .withColumn("has_no_19_label", F.size("_idx19") == 0)
-        .withColumn("is_snow", _flag("is_snow", archive_known))
-        .withColumn("is_cloud_or_shadow", _flag("is_cloud_or_shadow", archive_known))
-    )
-    hashed = ["s1_patch_id", "split", "is_snow", "is_cloud_or_shadow", "labels43", "labels19",
-              "country", "s2v1_name", "s1_acquired"]  # fmt: skip
-    return df.withColumn("row_hash", F.xxhash64(*hashed)).drop("_idx43", "_idx19")
+    return {
+        "split": F.when(F.col("s2_path").isNotNull(), F.col("meta_split")),
+        "is_snow": _flag("is_snow", archive_known),
+        "is_cloud_or_shadow": _flag("is_cloud_or_shadow", archive_known),
+        "has_no_19_label": F.size(idx19) == 0,
+        "labels19": _names(idx19, NAMES_19),
+        "multi_hot_43": _multi_hot(idx43, len(NAMES_43)),
+        "multi_hot_19": _multi_hot(idx19, len(NAMES_19)),
+        "country": F.col("meta_country"),
+        "s2v1_name": F.col("meta_s2v1_name"),
+    }
 
 
-def with_bands(keys: DataFrame, s2: DataFrame, s1: DataFrame) -> DataFrame:
-    """Full pairs rows: ``keys`` joined with the S2 band bytes and their S1 partner's bands."""
-    s2_bands = s2.select("patch_id", *[b.name for b in S2_BANDS])
-    s1_bands = s1.select(F.col("patch_id").alias("s1_patch_id"), *[b.name for b in S1_BANDS])
-    full = (
-        keys.join(s2_bands, "patch_id")
-        .join(s1_bands, "s1_patch_id", "left")
-        .withColumn("updated_at", F.current_timestamp())
-    )
-    return full.select(*PAIRS_SCHEMA.fieldNames())
+def derive(rows: DataFrame, archive_known: dict[str, set[str]]) -> DataFrame:
+    """``rows`` with the derived columns set (a projection: safe on band bytes)."""
+    return rows.withColumns(derived_columns(archive_known)).drop(*META)
+
+
+def stale_derived(
+    pairs: DataFrame, metadata: DataFrame, archive_known: dict[str, set[str]]
+) -> DataFrame:
+    """``patch_id`` and the new derived columns of the rows of ``pairs`` whose derived columns
+    differ from what the current lists give (NULL-safe: every column is compared)."""
+    base = pairs.select("patch_id", "archive", "labels43", "s2_path", *DERIVED)
+    desired = with_metadata(base, metadata).select(
+        "patch_id", *[c.alias(f"new_{n}") for n, c in derived_columns(archive_known).items()],
+        *DERIVED,
+    )  # fmt: skip
+    same = F.lit(True)
+    for name in DERIVED:
+        same = same & F.col(name).eqNullSafe(F.col(f"new_{name}"))
+    return desired.where(~same).select("patch_id", *[F.col(f"new_{n}").alias(n) for n in DERIVED])
+
+
+def _issue(patch_id: str, kind: str, path: str, reason: str, message: Column) -> Column:
+    return F.struct(
+        F.col(patch_id).alias("patch_id"), F.lit(kind).alias("kind"), F.col(path).alias("path"),
+        F.lit(reason).alias("reason"), message.alias("message"),
+    )  # fmt: skip
+
+
+def lake_issues(pairs: DataFrame, metadata: DataFrame) -> DataFrame:
+    """Issues that depend on the whole lake (reasons :data:`LAKE_REASONS`): S1 patches whose S2
+    partner is not stored, S2 patches without an S1 partner in archives whose S1 patches are in
+    the lake, v2 S2 patches absent from the v2 metadata. Rows of ``ISSUE``."""
+    p = pairs.select("patch_id", "archive", "s1_patch_id", "s2_path", "s1_path")
+    s1_archives = [
+        r.archive for r in p.where("s1_path IS NOT NULL").select("archive").distinct().collect()
+    ]
+    lonely_s1 = p.where("s1_path IS NOT NULL AND s2_path IS NULL").select(
+        _issue("s1_patch_id", "s1", "s1_path", "missing_s2_partner",
+               F.concat(F.lit("S2 partner not in the lake: "), F.col("patch_id"))).alias("i")
+    )  # fmt: skip
+    lonely_s2 = p.where(
+        F.col("s2_path").isNotNull() & F.col("s1_path").isNull() & F.col("archive").isin(s1_archives)
+    ).select(_issue("patch_id", "s2", "s2_path", "missing_s1_partner",
+                    F.lit("no S1 partner in the lake")).alias("i"))  # fmt: skip
+    v2_meta = metadata.where(F.col("archive") == "v2").select("patch_id")
+    no_metadata = (
+        p.where((F.col("archive") == "v2") & F.col("s2_path").isNotNull())
+        .join(v2_meta, "patch_id", "left_anti")
+        .select(_issue("patch_id", "s2", "s2_path", "missing_metadata",
+                       F.lit("not in the v2 metadata parquets: labels and split unknown")
+                       ).alias("i"))
+    )  # fmt: skip
+    return lonely_s1.unionByName(lonely_s2).unionByName(no_metadata).select("i.*")
 
 
 def long_labels(pairs: DataFrame) -> DataFrame:
-    """The long-form labels table (patch, nomenclature, index, label) of ``pairs``."""
+    """The long-form labels table (patch, nomenclature, index, label) of the stored S2 patches."""
+    stored = pairs.where(F.col("s2_path").isNotNull())
     parts = []
     for nomenclature, column, index in (("43", "labels43", INDEX_43), ("19", "labels19", INDEX_19)):
         parts.append(
-            pairs.select("patch_id", "archive", "split", F.explode(column).alias("label"))
+            stored.select("patch_id", "archive", "split", F.explode(column).alias("label"))
             .withColumn("nomenclature", F.lit(nomenclature))
             .withColumn("label_index", _index_map(index)[F.col("label")])
         )
     out = parts[0].unionByName(parts[1])
     return out.select("patch_id", "archive", "split", "nomenclature", "label_index", "label")
-
-
-DERIVED_REASONS = ("missing_s2_partner", "missing_s1_partner", "missing_metadata")
-
-
-def derived_issues(s2: DataFrame, s1: DataFrame, meta: DataFrame, links: DataFrame) -> DataFrame:
-    """Quarantine rows that depend on the whole lake (reasons ``DERIVED_REASONS``): S1 patches
-    without their S2 partner, S2 patches without their S1 partner (for archives where the
-    partner's modality is in the lake), v2 S2 patches absent from the v2 metadata."""
-    s2_archives = [r.archive for r in s2.select("archive").distinct().collect()]
-    s1_archives = [r.archive for r in s1.select("archive").distinct().collect()]
-    lonely_s1 = (
-        s1.where(F.col("archive").isin(s2_archives))
-        .join(links.select(F.col("s1_patch_id").alias("patch_id")), "patch_id", "left_anti")
-        .select("patch_id", "source_path", F.lit("s1").alias("kind"),
-                F.lit("missing_s2_partner").alias("reason"),
-                F.concat(F.lit("S2 partner not in the lake: "),
-                         F.coalesce("corresponding_s2_patch", F.lit("(no metadata row)"))
-                         ).alias("message"))
-    )  # fmt: skip
-    lonely_s2 = (
-        s2.where(F.col("archive").isin(s1_archives))
-        .join(links.select("patch_id"), "patch_id", "left_anti")
-        .select("patch_id", "source_path", F.lit("s2").alias("kind"),
-                F.lit("missing_s1_partner").alias("reason"),
-                F.lit("no S1 partner in the lake").alias("message"))
-    )  # fmt: skip
-    no_metadata = (
-        s2.where(F.col("archive") == "v2")
-        .join(meta.select("patch_id"), "patch_id", "left_anti")
-        .select("patch_id", "source_path", F.lit("s2").alias("kind"),
-                F.lit("missing_metadata").alias("reason"),
-                F.lit("not in the v2 metadata parquets: labels and split unknown").alias("message"))
-    )  # fmt: skip
-    issues = lonely_s1.unionByName(lonely_s2).unionByName(no_metadata)
-    return issues.withColumnRenamed("source_path", "path")

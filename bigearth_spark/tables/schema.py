@@ -12,11 +12,10 @@ from pyspark.sql import types as T
 from bigearth_spark.archive.bands import REFERENCE_MAP, S1_BANDS, S2_BANDS, Band
 
 DATABASE = "bigearthnet"
-S2, S1, REFERENCE_MAPS = "s2_patches", "s1_patches", "reference_maps"
 PAIRS, LABELS, NOMENCLATURE = "pairs", "labels", "nomenclature"
 QUARANTINE, PATCH_METADATA, OFFICIAL_LISTS = "quarantine", "patch_metadata", "official_lists"
-TABLES = (S2, S1, REFERENCE_MAPS, PAIRS, LABELS, NOMENCLATURE, QUARANTINE, PATCH_METADATA,
-          OFFICIAL_LISTS)  # fmt: skip
+INGEST_LEASE = "ingest_lease"
+TABLES = (PAIRS, LABELS, NOMENCLATURE, QUARANTINE, PATCH_METADATA, OFFICIAL_LISTS)
 PARTITION_COLUMNS = {PAIRS: ["split"]}
 # Tables read file-by-file outside Spark (Petastorm) must not use deletion vectors.
 TABLE_PROPERTIES = {PAIRS: {"delta.enableDeletionVectors": "false"}}
@@ -42,34 +41,22 @@ STR, INT, DBL, TS, BOOL = (
 STRS = T.ArrayType(T.StringType(), True)
 
 GEOMETRY = [_f("epsg", INT), _f("ulx", DBL), _f("uly", DBL), _f("lrx", DBL), _f("lry", DBL)]
-PROVENANCE = [
-    _f("source_path", STR, False),
-    _f("ingest_run", STR, False),
-    _f("ingested_at", TS, False),
-]
+# One quarantine item: what was rejected (``kind``: s2, s1, reference_map, file), where, why.
+ISSUE = T.StructType(
+    [_f("patch_id", STR), _f("kind", STR), _f("path", STR), _f("reason", STR), _f("message", STR)]
+)
+ISSUES = T.ArrayType(ISSUE, True)
 
-# What a decoder emits per patch kind, before provenance is added (see etl.decode).
-DECODED_COMMON = [
-    _f("patch_id", STR, False), _f("archive", STR, False), _f("satellite", STR),
-    _f("acquired", TS), _f("tile", STR), *GEOMETRY,
-]  # fmt: skip
-DECODED = {
-    "s2": T.StructType([
-        *DECODED_COMMON, _f("source_product", STR), _f("labels43", STRS),
-        *[band_field(b, True) for b in S2_BANDS],
-    ]),
-    "s1": T.StructType([
-        *DECODED_COMMON, _f("source_product", STR), _f("corresponding_s2_patch", STR),
-        _f("labels43", STRS), *[band_field(b, True) for b in S1_BANDS],
-    ]),
-    "reference_map": T.StructType([*DECODED_COMMON, band_field(REFERENCE_MAP, True)]),
-}  # fmt: skip
-BRONZE = {group: T.StructType([*fields.fields, *PROVENANCE]) for group, fields in DECODED.items()}
-KIND_TABLE = {"s2": S2, "s1": S1, "reference_map": REFERENCE_MAPS}
-
+# Where a quarantine row comes from: ``input`` (discovery: stray files at a root, duplicate ids),
+# ``unit`` (a patch folder that could not be stored), ``pair`` (a problem recorded with a stored
+# pair, e.g. a stray file in its folder or a partner that failed) and ``lake`` (lake-wide checks:
+# a missing partner or metadata). ``pair`` and ``lake`` rows are recomputed from the lake on
+# every run; ``input`` and ``unit`` rows stay until their patch is stored.
+ORIGINS = ("input", "unit", "pair", "lake")
 QUARANTINE_SCHEMA = T.StructType([
     _f("patch_id", STR), _f("kind", STR), _f("path", STR, False), _f("reason", STR, False),
-    _f("message", STR), _f("ingest_run", STR, False), _f("first_seen", TS, False),
+    _f("message", STR), _f("origin", STR, False), _f("ingest_run", STR, False),
+    _f("first_seen", TS, False),
 ])  # fmt: skip
 
 PATCH_METADATA_SCHEMA = T.StructType([
@@ -83,15 +70,33 @@ OFFICIAL_LISTS_SCHEMA = T.StructType([
 ])  # fmt: skip
 
 MULTI_HOT = T.ArrayType(T.ByteType(), True)
-PAIRS_SCHEMA = T.StructType([
-    _f("patch_id", STR, False), _f("s1_patch_id", STR), _f("archive", STR, False),
+# Read from the patch folders (one decode task reads the S2, S1 and reference-map folders of a
+# pair): the pair key, the patch metadata and the source folder of each stored side.
+PAIR_SOURCE = [
+    _f("patch_id", STR, False), _f("archive", STR, False), _f("s1_patch_id", STR),
+    _f("tile", STR), _f("acquired", TS), _f("s1_acquired", TS), *GEOMETRY,
+    _f("source_product", STR), _f("s1_source_product", STR), _f("labels43", STRS),
+    _f("s2_path", STR), _f("s1_path", STR), _f("reference_map_path", STR),
+]  # fmt: skip
+# Derived from the official lists (patch_metadata, official_lists) and labels43; refreshed in
+# place when the lists change.
+PAIR_DERIVED = [
     _f("split", STR), _f("is_snow", BOOL), _f("is_cloud_or_shadow", BOOL),
-    _f("has_no_19_label", BOOL), _f("labels43", STRS), _f("labels19", STRS),
-    _f("multi_hot_43", MULTI_HOT), _f("multi_hot_19", MULTI_HOT), _f("country", STR),
-    _f("tile", STR), _f("acquired", TS), _f("s1_acquired", TS), *GEOMETRY, _f("s2v1_name", STR),
-    *[band_field(b, True) for b in (*S2_BANDS, *S1_BANDS)],
-    _f("row_hash", T.LongType(), False), _f("updated_at", TS, False),
+    _f("has_no_19_label", BOOL), _f("labels19", STRS), _f("multi_hot_43", MULTI_HOT),
+    _f("multi_hot_19", MULTI_HOT), _f("country", STR), _f("s2v1_name", STR),
+]  # fmt: skip
+S2_BAND_FIELDS = [band_field(b, True) for b in S2_BANDS]
+S1_BAND_FIELDS = [band_field(b, True) for b in S1_BANDS]
+REFERENCE_MAP_FIELD = band_field(REFERENCE_MAP, True)
+# ``pairs`` is the one table holding band bytes: one row per S2 patch id (the pair key), each
+# side's bands stored once at native resolution. A side that is not in the lake is NULL; a row
+# whose S2 patch is not stored (an S1 patch whose S2 partner is missing or broken) has no split.
+PAIRS_SCHEMA = T.StructType([
+    *PAIR_SOURCE, *PAIR_DERIVED, _f("issues", ISSUES), _f("ingest_run", STR, False),
+    _f("updated_at", TS, False), *S2_BAND_FIELDS, *S1_BAND_FIELDS, REFERENCE_MAP_FIELD,
 ])  # fmt: skip
+SIDES = {"s2": S2_BAND_FIELDS, "s1": S1_BAND_FIELDS, "reference_map": [REFERENCE_MAP_FIELD]}
+SIDE_PATH = {"s2": "s2_path", "s1": "s1_path", "reference_map": "reference_map_path"}
 
 LABELS_SCHEMA = T.StructType([
     _f("patch_id", STR, False), _f("archive", STR, False), _f("split", STR),
@@ -102,4 +107,9 @@ NOMENCLATURE_SCHEMA = T.StructType([
     _f("nomenclature", STR, False), _f("label_index", INT, False), _f("label", STR, False),
     _f("clc_codes", T.ArrayType(INT, False)), _f("level1", STR), _f("level2", STR),
     _f("target19_index", INT), _f("target19_label", STR),
+])  # fmt: skip
+
+INGEST_LEASE_SCHEMA = T.StructType([
+    _f("lease", STR, False), _f("run_id", STR, False), _f("host", STR), _f("pid", INT),
+    _f("acquired_at", TS, False), _f("expires_at", TS, False),
 ])  # fmt: skip

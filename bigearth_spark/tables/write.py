@@ -1,7 +1,9 @@
-"""Idempotent writes to Delta tables: create-if-missing, insert-new (MERGE), upsert-changed.
+"""Idempotent writes to Delta tables: create-if-missing, insert-new, upsert-changed, replace.
 
 Each call is one atomic Delta commit (or none when there is nothing to write), so a killed run
-leaves every table at its last version, and a re-run with the same input writes nothing.
+leaves every table at its last version, and a re-run with the same input writes nothing. Appends
+after an anti-join are safe only for the one writer of a lake: the ingest holds the lake's lease
+(:mod:`bigearth_spark.tables.lease`) while it writes.
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ def new_rows(table: DeltaTable, source: DataFrame, keys: list[str]) -> DataFrame
 
 def append(path: str, rows: DataFrame) -> None:
     """Append ``rows`` (already known to be new) to the table at ``path``: one atomic commit,
-    and no MERGE, which would materialise the band bytes once more. One ingest at a time per
-    lake (the anti-join before it is what keeps keys unique)."""
+    and no MERGE, which would materialise the band bytes once more. Callers hold the lake's
+    lease (the anti-join before it is what keeps keys unique)."""
     rows.write.format("delta").mode("append").save(path)
 
 

@@ -1,0 +1,206 @@
+"""One writer per lake: an ingest holds a lease row in the small Delta table ``ingest_lease``.
+
+Delta commits are atomic per table, not per job, and Delta lets two blind appends of the same
+keys both commit. So an ingest takes the lake's lease before it writes anything: a MERGE on the
+one-row table, which Delta's conflict detection serialises (of two jobs taking a free lease at
+once, one commit fails and that job retries and then sees the lease held). The holder renews the
+lease from a heartbeat thread; a lease whose holder stopped renewing expires after ``ttl_s``, and
+one held by a dead process of this host is taken over at once, so a killed run never blocks the
+next. Other jobs wait for the lease (``wait_s``), then fail with a message naming the holder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from delta.exceptions import DeltaConcurrentModificationException
+from delta.tables import DeltaTable
+from pyspark.errors import PySparkException
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from bigearth_spark.tables.schema import INGEST_LEASE, INGEST_LEASE_SCHEMA
+from bigearth_spark.tables.write import ensure_table, table_path
+
+log = logging.getLogger(__name__)
+LEASE = "ingest"
+
+
+class LakeBusyError(RuntimeError):
+    """Another ingest holds the lake's lease and did not release it in time."""
+
+
+class LeaseLostError(RuntimeError):
+    """This run's lease expired or was taken over while it was still writing."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the lease."""
+
+    run_id: str
+    host: str | None
+    pid: int | None
+    expires_at: datetime
+
+    def describe(self) -> str:
+        """A human-readable description for messages."""
+        return f"ingest run {self.run_id} (host {self.host}, pid {self.pid}, lease until {self.expires_at:%Y-%m-%d %H:%M:%S} UTC)"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class IngestLease:
+    """The lease of one lake for run ``run_id``; use as a context manager."""
+
+    def __init__(self, spark: SparkSession, lake: str, run_id: str, ttl_s: float = 120.0,
+                 wait_s: float = 3600.0, poll_s: float = 2.0) -> None:  # fmt: skip
+        self.spark, self.path, self.run_id = spark, table_path(lake, INGEST_LEASE), run_id
+        self.ttl_s, self.wait_s, self.poll_s = ttl_s, wait_s, poll_s
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self._stop = threading.Event()
+        self._lost: str | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- public --------------------------------------------------------------------------
+    def __enter__(self) -> IngestLease:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        """Take the lease, waiting up to ``wait_s`` for another holder; start the heartbeat."""
+        table = _retry(lambda: ensure_table(self.spark, self.path.rsplit("/", 1)[0], INGEST_LEASE,
+                                            INGEST_LEASE_SCHEMA))  # fmt: skip
+        deadline = time.monotonic() + self.wait_s
+        announced = False
+        while True:
+            holder = self.holder()
+            if holder is None or holder.run_id == self.run_id or self._takeable(holder):
+                if self._try_take(table, holder) and self._is_mine():
+                    break
+                continue  # lost a race: look again at once
+            if time.monotonic() > deadline:
+                raise LakeBusyError(
+                    f"the lake {self.path.rsplit('/', 1)[0]} is being written by "
+                    f"{holder.describe()}; waited {self.wait_s:.0f} s. Re-run this job when that "
+                    "one has finished (or raise --lock-wait)."
+                )
+            if not announced:
+                log.warning("waiting for the lake's lease, held by %s", holder.describe())
+                announced = True
+            time.sleep(self.poll_s)
+        log.info("ingest %s holds the lake's lease", self.run_id)
+        self._thread = threading.Thread(target=self._heartbeat, args=(table,), daemon=True)
+        self._thread.start()
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLostError` when the lease was lost; call before each commit."""
+        if self._lost:
+            raise LeaseLostError(self._lost)
+
+    def release(self) -> None:
+        """Stop the heartbeat and give the lease up (if it is still ours)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        table = DeltaTable.forPath(self.spark, self.path)
+        _retry(lambda: table.delete((F.col("lease") == LEASE) & (F.col("run_id") == self.run_id)))
+
+    def holder(self) -> Holder | None:
+        """The current holder, or None when the lease is free."""
+        row = self.spark.read.format("delta").load(self.path).where(F.col("lease") == LEASE).first()
+        if row is None:
+            return None
+        return Holder(row["run_id"], row["host"], row["pid"], row["expires_at"])
+
+    # -- internals -----------------------------------------------------------------------
+    def _takeable(self, holder: Holder) -> bool:
+        if holder.expires_at < _now():
+            log.warning("taking over the expired lease of %s", holder.describe())
+            return True
+        if holder.host == self.host and holder.pid is not None and not _pid_alive(holder.pid):
+            log.warning("taking over the lease of a dead process: %s", holder.describe())
+            return True
+        return False
+
+    def _row(self):
+        now = _now()
+        return self.spark.createDataFrame(
+            [(LEASE, self.run_id, self.host, self.pid, now, now + timedelta(seconds=self.ttl_s))],
+            INGEST_LEASE_SCHEMA,
+        )
+
+    def _try_take(self, table: DeltaTable, seen: Holder | None) -> bool:
+        """MERGE the lease row to us if it is still what we saw; False on a concurrent commit."""
+        same = F.col("t.run_id") == F.lit(seen.run_id) if seen else F.lit(False)
+        try:
+            (
+                table.alias("t")
+                .merge(self._row().alias("s"), "t.lease = s.lease")
+                .whenMatchedUpdateAll(condition=same)
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        except (DeltaConcurrentModificationException, PySparkException) as e:
+            if not _is_conflict(e):
+                raise
+            return False
+        return True
+
+    def _is_mine(self) -> bool:
+        holder = self.holder()
+        return holder is not None and holder.run_id == self.run_id
+
+    def _heartbeat(self, table: DeltaTable) -> None:
+        while not self._stop.wait(self.ttl_s / 4):
+            try:
+                _retry(lambda: table.alias("t").merge(self._row().alias("s"), "t.lease = s.lease AND t.run_id = s.run_id")
+                       .whenMatchedUpdateAll().execute())  # fmt: skip
+                if not self._is_mine():
+                    self._lost = f"the lake's lease of run {self.run_id} was taken over"
+                    return
+            except Exception as e:
+                self._lost = f"renewing the lake's lease failed: {e}"
+                return
+
+
+def _is_conflict(e: BaseException) -> bool:
+    """True for Delta's concurrent-commit errors (also when they arrive as Py4J/Spark errors)."""
+    text = f"{type(e).__name__} {e}"
+    return isinstance(e, DeltaConcurrentModificationException) or any(
+        k in text for k in ("Concurrent", "DELTA_CONCURRENT", "FileAlreadyExists",
+                            "DELTA_PROTOCOL_CHANGED", "already exists")
+    )  # fmt: skip
+
+
+def _retry(action, attempts: int = 8):
+    """Run ``action`` and retry it on Delta's concurrent-commit conflicts."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as e:
+            if not _is_conflict(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return None
