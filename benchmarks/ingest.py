@@ -1,12 +1,15 @@
-"""Ingest throughput vs a plain per-file rasterio loop over the same folders, same process.
+"""Ingest throughput and memory vs a plain per-file rasterio loop over the same folders.
 
-Generates (once, cached) a synthetic v1 archive of --pairs S1+S2 pairs, then measures:
-  * rasterio loop: every tif of every patch opened and read with rasterio, JSON parsed;
-  * decode stage: discovery + decode on the executors (mapInArrow), counted, nothing written;
-  * full ingest: the whole job into a fresh lake (Delta writes, pairs, labels, checks);
-  * bytes per pair on disk (s2_patches + s1_patches) vs the raw tifs;
-  * scaling: decode stage on local-cluster with 1 and 2 executors (separate JVMs).
-Last line: ratio_vs_rasterio=<full ingest patches/s ÷ rasterio loop patches/s>.
+For each ``--pairs`` size (e.g. ``--pairs 2000,20000``) it generates (once, cached) a synthetic
+v1 archive and measures, all on this machine:
+  * rasterio loop: every tif of up to 2,000 pairs opened and read with rasterio, JSON parsed;
+  * decode stage: discovery + decode on the executors, counted, nothing written
+    (``spark-submit`` of this script with ``--decode-only``);
+  * full ingest: plain ``spark-submit jobs/ingest.py`` with Spark's defaults into a fresh lake,
+    with the peak RSS of its whole process tree (JVM + Python workers), sampled;
+  * lake bytes on disk vs the raw tifs.
+Last lines: ratio_vs_rasterio= (full ingest ÷ rasterio loop, patches/s), ratio_vs_decode= (full
+ingest ÷ decode stage), cost_growth= (seconds per patch at the largest ÷ smallest size).
 """
 
 from __future__ import annotations
@@ -17,13 +20,19 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import rasterio
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 OUT = HERE / "out"
+BIN = Path(sys.executable).parent
+FULL_ARCHIVE = 590_326
+RASTERIO_PAIRS = 2000
 
 
 def archive(pairs: int) -> Path:
@@ -56,77 +65,111 @@ def rasterio_loop(folders: list[Path]) -> float:
     return time.perf_counter() - start
 
 
-def decode_stage(spark, root: Path) -> tuple[int, float]:
-    """(patches decoded, seconds) of discovery + decode, nothing written."""
-    from bigearth_spark.archive.layout import find_roots
-    from bigearth_spark.etl import decode, discover
-
-    start = time.perf_counter()
-    entries, _ = discover.discover(spark, find_roots(root))
-    n = sum(decode.decode(entries, g).where("error_reason IS NULL").count() for g in ("s2", "s1"))
-    return n, time.perf_counter() - start
-
-
 def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def scaling_run(pairs: int, executors: int) -> float:
-    """Decode-stage patches/s on local-cluster[executors, 1 core, 2 GiB] (own process)."""
-    proc = subprocess.run(
-        [sys.executable, __file__, "--pairs", str(pairs), "--decode-only",
-         "--master", f"local-cluster[{executors},1,2048]"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return float(proc.stdout.strip().splitlines()[-1].split("=")[1])
+def run_measured(cmd: list[str]) -> tuple[float, int, str]:
+    """(seconds, peak RSS of the process tree in bytes, stdout) of a command."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)  # fmt: skip
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        top = psutil.Process(proc.pid)
+        while not done.is_set():
+            try:
+                tree = [top, *top.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            done.wait(0.25)
+
+    start = time.perf_counter()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if proc.returncode:
+        raise RuntimeError(f"{cmd} exited {proc.returncode}:\n{out[-3000:]}")
+    return seconds, peak, out
+
+
+def decode_only(root: Path) -> None:
+    """(In a spark-submit of this script.) Print patches decoded per second, nothing written."""
+    from pyspark.sql import functions as F
+
+    from bigearth_spark.archive.layout import find_roots
+    from bigearth_spark.etl import decode, discover
+    from bigearth_spark.spark import build_spark
+    from bigearth_spark.tables.schema import PATCH_METADATA_SCHEMA
+
+    spark = build_spark("bench-decode")
+    spark.sparkContext.setLogLevel("ERROR")
+    start = time.perf_counter()
+    metadata = spark.createDataFrame([], PATCH_METADATA_SCHEMA)
+    units, _, _ = discover.discover(spark, find_roots(root), metadata)
+    need = [F.lit(True).alias(f"need_{s}") for s in discover.SIDES]
+    rows = decode.decode(units.select("*", *need), [])
+    stored = rows.select(F.sum(F.size("stored_sides")).alias("n")).first()["n"]
+    print(f"decode_patches_per_s={stored / (time.perf_counter() - start):.1f}")
+
+
+def measure(pairs: int) -> dict[str, float]:
+    """The figures of one archive size."""
+    root = archive(pairs)
+    folders = patch_folders(root)
+    sample = [f for f in folders if f.parent.name == "BigEarthNet-v1.0"][:RASTERIO_PAIRS]
+    sample += [f for f in folders if f.parent.name == "BigEarthNet-S1-v1.0"][:RASTERIO_PAIRS]
+    raster_rate = len(sample) / rasterio_loop(sample)
+    submit = [str(BIN / "spark-submit")]
+    _, _, out = run_measured([*submit, str(HERE / "ingest.py"), "--decode-only", str(root)])
+    decode_rate = float(out.strip().splitlines()[-1].split("=")[1])
+    lake = OUT / f"lake_{pairs}"
+    shutil.rmtree(lake, ignore_errors=True)
+    job = [*submit, str(ROOT / "jobs" / "ingest.py"), "--input", str(root), "--lake", str(lake)]
+    seconds, peak, _ = run_measured(job)
+    patches = len(folders)
+    raw = sum(f.stat().st_size for d in folders for f in d.iterdir() if f.suffix == ".tif")
+    stored = du(lake)
+    figures = {
+        "pairs": pairs, "patches": patches, "rasterio_patches_per_s": raster_rate,
+        "decode_patches_per_s": decode_rate, "ingest_s": seconds,
+        "ingest_patches_per_s": patches / seconds, "peak_rss_mb": peak / 2**20,
+        "lake_bytes": stored, "raw_tif_bytes": raw, "lake_vs_raw": stored / raw,
+    }  # fmt: skip
+    for k, v in figures.items():
+        print(f"  {pairs} pairs: {k} = {v:,.2f}" if isinstance(v, float) else f"  {k} = {v:,}")
+    return figures
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--pairs", type=int, default=2000)
-    p.add_argument("--master", default="local[*]")
-    p.add_argument("--decode-only", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--no-scaling", action="store_true")
+    p.add_argument("--pairs", default="2000", help="comma-separated sizes, e.g. 2000,20000")
+    p.add_argument("--decode-only", metavar="ARCHIVE", help=argparse.SUPPRESS)
     args = p.parse_args()
-    from bigearth_spark.config import load_config
-    from bigearth_spark.etl.ingest import Ingest
-    from bigearth_spark.spark import build_spark
-
-    root = archive(args.pairs)
-    spark = build_spark("bench-ingest", args.master, load_config("local").spark_conf)
-    spark.sparkContext.setLogLevel("ERROR")
     if args.decode_only:
-        decode_stage(spark, root)  # warm-up: JVM, Python workers
-        n, secs = decode_stage(spark, root)
-        print(f"decode_patches_per_s={n / secs:.1f}")
+        decode_only(Path(args.decode_only))
         return
-    folders = patch_folders(root)
-    raster_s = rasterio_loop(folders)
-    raster_rate = len(folders) / raster_s
-    print(
-        f"rasterio loop: {len(folders)} patches in {raster_s:.1f} s = {raster_rate:.1f} patches/s"
-    )
-    n, secs = decode_stage(spark, root)
-    print(f"decode stage (executors): {n} patches in {secs:.1f} s = {n / secs:.1f} patches/s "
-          f"({n / secs / raster_rate:.2f}x rasterio)")  # fmt: skip
-    lake = OUT / f"lake_{args.pairs}"
-    shutil.rmtree(lake, ignore_errors=True)
-    start = time.perf_counter()
-    report = Ingest(spark, str(lake)).run([str(root)])
-    ingest_s = time.perf_counter() - start
-    rate = report.decoded_ok / ingest_s
-    print(f"full ingest: {report.decoded_ok} patches in {ingest_s:.1f} s = {rate:.1f} patches/s")
-    raw = sum(f.stat().st_size for d in folders for f in d.iterdir() if f.suffix == ".tif")
-    stored = du(lake / "s2_patches") + du(lake / "s1_patches")
-    print(f"bytes per pair: raw tifs {raw / args.pairs:,.0f}, bronze tables "
-          f"{stored / args.pairs:,.0f} ({stored / raw:.2f}x)")  # fmt: skip
-    spark.stop()
-    if not args.no_scaling:
-        one, two = scaling_run(args.pairs, 1), scaling_run(args.pairs, 2)
-        print(f"local-cluster decode: 1 executor {one:.1f}/s, 2 executors {two:.1f}/s "
-              f"= {two / one:.2f}x")  # fmt: skip
-    print(f"cpus={os.cpu_count()} pairs={args.pairs}")
-    print(f"ratio_vs_rasterio={rate / raster_rate:.2f}")
+    results = [measure(int(n)) for n in args.pairs.split(",")]
+    small, large = results[0], results[-1]
+    cores = os.cpu_count() or 1
+    per_core_s = FULL_ARCHIVE * 2 / large["ingest_patches_per_s"] * cores
+    print(f"cpus={cores} sizes={[r['pairs'] for r in results]}")
+    print(f"full archive ({FULL_ARCHIVE:,} pairs) extrapolated: {per_core_s / 3600:,.1f} core-hours"
+          f" ({per_core_s / 3600 / cores:,.1f} h on this machine)")  # fmt: skip
+    print(f"peak_rss_mb={large['peak_rss_mb']:.0f} lake_vs_raw={large['lake_vs_raw']:.2f}")
+    if len(results) > 1:
+        growth = (large["ingest_s"] / large["patches"]) / (small["ingest_s"] / small["patches"])
+        print(f"peak_rss_growth={large['peak_rss_mb'] / small['peak_rss_mb']:.2f}")
+        print(f"cost_growth={growth:.2f}")
+    print(f"ratio_vs_decode={large['ingest_patches_per_s'] / large['decode_patches_per_s']:.2f}")
+    ratio = large["ingest_patches_per_s"] / large["rasterio_patches_per_s"]
+    print(f"ratio_vs_rasterio={ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -225,7 +225,9 @@ class Ingest:
             planned = planned.join(known_bad, path, "left")
             planned = planned.withColumn(
                 f"need_{s}",
-                F.col(path).isNotNull() & F.col(f"_has_{s}").isNull() & F.col(f"_bad_{s}").isNull(),
+                F.col(path).isNotNull()
+                & ~F.coalesce(f"_has_{s}", F.lit(False))
+                & F.col(f"_bad_{s}").isNull(),
             )
         need = F.col("need_s2") | F.col("need_s1") | F.col("need_reference_map")
         todo = pairs.with_metadata(
@@ -242,7 +244,9 @@ class Ingest:
     def _decoded(self, todo: DataFrame, update: bool) -> DataFrame:
         passthrough = [*pairs.META, *[f"need_{s}" for s in SIDES], "_stored_s2_path"]
         rows = decode.decode(todo.where(F.col("is_update") == update), passthrough)
-        rows = rows.where(F.size("stored_sides") > 0)
+        # a new pair needs a stored side; a stored pair also records a side that failed now
+        wanted = F.size("stored_sides") > 0
+        rows = rows.where(wanted | F.lit(update) & (F.size("issues") > 0))
         if update:  # derived columns see the pair as it will be after the MERGE
             rows = rows.withColumn("_new_s2_path", F.col("s2_path")).withColumn(
                 "s2_path", F.coalesce("s2_path", "_stored_s2_path")
@@ -336,14 +340,16 @@ class Ingest:
         table = self._table(schema.QUARANTINE)
         pairs_df = self._table(schema.PAIRS).toDF()
         current = table.toDF()
+        pair_issues = pairs_df.select(F.explode("issues").alias("i")).select("i.*")
+        lake_issues = pairs.lake_issues(pairs_df, self._table(schema.PATCH_METADATA).toDF())
         fresh = (
-            pairs_df.select(F.explode("issues").alias("i")).select("i.*").withColumn("origin", F.lit("pair"))
-            .unionByName(pairs.lake_issues(pairs_df, self._table(schema.PATCH_METADATA).toDF())
-                         .withColumn("origin", F.lit("lake")))
+            pair_issues.withColumn("origin", F.lit("pair"))
+            .unionByName(lake_issues.withColumn("origin", F.lit("lake")))
             .unionByName(unit_issues.withColumn("origin", F.lit("unit")))
             .unionByName(input_issues.withColumn("origin", F.lit("input")))
-            .withColumn("ingest_run", F.lit(self.run_id)).withColumn("first_seen", F.current_timestamp())
-        )  # fmt: skip
+            .withColumn("ingest_run", F.lit(self.run_id))
+            .withColumn("first_seen", F.current_timestamp())
+        )
         kept = current.where(F.col("origin").isin("unit", "input"))
         kept = self._unresolved(kept, pairs_df)
         rank = F.create_map(*[F.lit(x) for kv in ORIGIN_RANK.items() for x in kv])
@@ -351,7 +357,9 @@ class Ingest:
         candidates = kept.withColumn("_old", F.lit(0)).unionByName(
             fresh.withColumn("_old", F.lit(1))
         )
-        best = Window.partitionBy("path", "reason").orderBy(rank[F.col("origin")], "_old")
+        # one row per patch (id, not mount path), side and reason; stray files by their path
+        identity = [F.coalesce("patch_id", "path"), "kind", "reason"]
+        best = Window.partitionBy(*identity).orderBy(rank[F.col("origin")], "_old")
         desired = (
             candidates.withColumn("_n", F.row_number().over(best)).where("_n = 1")
             .drop("_n", "_old").select(*schema.QUARANTINE_SCHEMA.fieldNames())

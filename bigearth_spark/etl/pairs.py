@@ -122,10 +122,11 @@ def lake_issues(pairs: DataFrame, metadata: DataFrame) -> DataFrame:
         _issue("s1_patch_id", "s1", "s1_path", "missing_s2_partner",
                F.concat(F.lit("S2 partner not in the lake: "), F.col("patch_id"))).alias("i")
     )  # fmt: skip
-    lonely_s2 = p.where(
-        F.col("s2_path").isNotNull() & F.col("s1_path").isNull() & F.col("archive").isin(s1_archives)
-    ).select(_issue("patch_id", "s2", "s2_path", "missing_s1_partner",
-                    F.lit("no S1 partner in the lake")).alias("i"))  # fmt: skip
+    no_s1 = F.col("s2_path").isNotNull() & F.col("s1_path").isNull()
+    lonely_s2 = p.where(no_s1 & F.col("archive").isin(s1_archives)).select(
+        _issue("patch_id", "s2", "s2_path", "missing_s1_partner",
+               F.lit("no S1 partner in the lake")).alias("i")
+    )  # fmt: skip
     v2_meta = metadata.where(F.col("archive") == "v2").select("patch_id")
     no_metadata = (
         p.where((F.col("archive") == "v2") & F.col("s2_path").isNotNull())

@@ -51,7 +51,8 @@ class Holder:
 
     def describe(self) -> str:
         """A human-readable description for messages."""
-        return f"ingest run {self.run_id} (host {self.host}, pid {self.pid}, lease until {self.expires_at:%Y-%m-%d %H:%M:%S} UTC)"
+        until = f"{self.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        return f"ingest run {self.run_id} (host {self.host}, pid {self.pid}, lease until {until})"
 
 
 def _now() -> datetime:
@@ -172,11 +173,17 @@ class IngestLease:
         holder = self.holder()
         return holder is not None and holder.run_id == self.run_id
 
+    def _renew_on(self, table: DeltaTable):
+        def renew() -> None:
+            on = "t.lease = s.lease AND t.run_id = s.run_id"
+            table.alias("t").merge(self._row().alias("s"), on).whenMatchedUpdateAll().execute()
+
+        return renew
+
     def _heartbeat(self, table: DeltaTable) -> None:
         while not self._stop.wait(self.ttl_s / 4):
             try:
-                _retry(lambda: table.alias("t").merge(self._row().alias("s"), "t.lease = s.lease AND t.run_id = s.run_id")
-                       .whenMatchedUpdateAll().execute())  # fmt: skip
+                _retry(self._renew_on(table))
                 if not self._is_mine():
                     self._lost = f"the lake's lease of run {self.run_id} was taken over"
                     return

@@ -367,3 +367,17 @@ def test_timing_per_patch() -> None:
         per_patch = (time.perf_counter() - start) / rounds * 1e6
         print(f"\n{kind}: {per_patch:.0f} µs/patch ({tifs} tifs + JSON)")
         assert per_patch > 0
+
+
+@pytest.mark.parametrize("interleave", ["pixel", "band"])
+def test_band_with_two_samples_per_pixel_is_rejected(tmp_path: Path, interleave: str) -> None:
+    folder = copy_patch(S2_ID, tmp_path)
+    tif = folder / f"{S2_ID}_B02.tif"
+    with rasterio.open(tif) as src:
+        array = src.read(1)
+    tif.unlink()
+    write_tif(tif, array, count=2, interleave=interleave)
+    with pytest.raises(PatchError) as caught:
+        reader.read_v1_s2(folder)
+    assert caught.value.reason == reader.MULTI_SAMPLE
+    assert "2 samples per pixel" in caught.value.detail and caught.value.path == str(tif)

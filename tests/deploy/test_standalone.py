@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "deploy" / "standalone"
 BIN = Path(sys.executable).parent  # the venv's bin/: bigearth-spark, spark-submit
-TABLES = ("s2_patches", "s1_patches", "pairs", "labels", "quarantine", "patch_metadata")
+TABLES = ("pairs", "labels", "quarantine", "patch_metadata")
 RUN_COLUMNS = {"ingest_run", "ingested_at", "first_seen", "updated_at"}  # differ per run
 # Small, short-lived JVMs: the quick JIT tier saves CPU on a 2-core machine.
 JVM_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"

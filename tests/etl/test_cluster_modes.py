@@ -24,8 +24,7 @@ def test_local_cluster_ingest_equals_local_mode(spark, v1_archive, v1_lake, tmp_
     proc = run_cli("spark-submit", "--master", "local-cluster[2,1,1024]", "jobs/ingest.py",
                    "--input", str(root), "--lake", lake)  # fmt: skip
     assert "readable patches" in proc.stdout
-    for name in (schema.S2, schema.S1, schema.PAIRS, schema.LABELS, schema.QUARANTINE,
-                 schema.PATCH_METADATA):  # fmt: skip
+    for name in (schema.PAIRS, schema.LABELS, schema.QUARANTINE, schema.PATCH_METADATA):
         a, b = content(spark, lake, name), content(spark, v1_lake[0], name)
         assert a.count() == b.count() > 0, name
         assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0, name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import rasterio
 from bigearth_spark.archive import labels as L
 from bigearth_spark.archive.bands import REFERENCE_MAP, S1_BANDS, S2_BANDS, decode_band
 from bigearth_spark.etl.ingest import Ingest
-from bigearth_spark.etl.pairs import DERIVED_REASONS
+from bigearth_spark.etl.pairs import LAKE_REASONS
 from bigearth_spark.tables import schema
 from bigearth_spark.tables.write import table_path
 from tests.conftest import SAMPLES, SHARED
@@ -26,8 +27,37 @@ def table(spark, lake, name):
     return spark.read.format("delta").load(table_path(lake, name))
 
 
+KEYS = {
+    schema.PAIRS: ["patch_id"], schema.LABELS: ["patch_id", "nomenclature", "label_index"],
+    schema.NOMENCLATURE: ["nomenclature", "label_index"], schema.QUARANTINE: ["path", "reason"],
+    schema.PATCH_METADATA: ["patch_id", "archive"],
+    schema.OFFICIAL_LISTS: ["archive", "membership"],
+}  # fmt: skip
+
+
+def assert_keys_unique(spark, lake) -> dict[str, int]:
+    """Every table's key is unique (counted by Spark, not through a dict); rows per table."""
+    rows = {}
+    for name, key in KEYS.items():
+        df = table(spark, lake, name)
+        rows[name] = df.count()
+        assert df.select(*key).distinct().count() == rows[name], name
+    assert (
+        table(spark, lake, schema.PAIRS)
+        .where("s1_patch_id IS NOT NULL")
+        .select("s1_patch_id")
+        .distinct()
+        .count()
+        == table(spark, lake, schema.PAIRS).where("s1_patch_id IS NOT NULL").count()
+    )
+    return rows
+
+
 def rows_by_id(spark, lake, name):
-    return {r["patch_id"]: r for r in table(spark, lake, name).collect()}
+    rows = table(spark, lake, name).collect()
+    by_id = {r["patch_id"]: r for r in rows}
+    assert len(by_id) == len(rows), f"duplicate patch ids in {name}"
+    return by_id
 
 
 def rasterio_band(path: Path) -> np.ndarray:
@@ -90,14 +120,24 @@ def test_every_v1_defect_is_quarantined_and_nothing_is_lost(spark, v1_lake, v1_a
                 assert (reason, str(root / item["path"])) in by_reason_path
             else:
                 assert (reason, item["patch_id"]) in by_reason_id, (reason, item)
-    # every S2 folder of the input is either a row of s2_patches or quarantined with a reason
+    # every S2 folder of the input is either a stored S2 side or quarantined with a reason
     s2_folders = {str(p) for r in ("BigEarthNet-v1.0", "BigEarthNet-v1.0-extra")
                   for p in (root / r).iterdir() if p.is_dir()}  # fmt: skip
-    stored = {r["source_path"] for r in table(spark, lake, schema.S2).collect()}
+    pairs = table(spark, lake, schema.PAIRS)
+    stored = {r["s2_path"] for r in pairs.where("s2_path IS NOT NULL").collect()}
     rejected = {r["path"] for r in q if r["kind"] == "s2"
-                and r["reason"] not in (*DERIVED_REASONS, "stray_file")}  # fmt: skip
+                and r["reason"] not in (*LAKE_REASONS, "stray_file")}  # fmt: skip
     assert stored | rejected == s2_folders and not stored & rejected
+    # and every S1 folder a stored S1 side or quarantined (its S2 partner missing or broken
+    # leaves it stored, with a missing_s2_partner row)
+    s1_folders = {str(p) for p in (root / "BigEarthNet-S1-v1.0").iterdir() if p.is_dir()}
+    stored_s1 = {r["s1_path"] for r in pairs.where("s1_path IS NOT NULL").collect()}
+    rejected_s1 = {r["path"] for r in q if r["kind"] == "s1" and r["reason"] not in LAKE_REASONS}
+    assert stored_s1 | rejected_s1 == s1_folders and not stored_s1 & rejected_s1
+    lonely = {r["path"] for r in q if r["reason"] == "missing_s2_partner"}
+    assert lonely == {r["s1_path"] for r in pairs.where("s2_path IS NULL").collect()}
     assert report.success and report.quarantined["stray_file"] == 2
+    assert_keys_unique(spark, lake)
 
 
 def test_rerun_is_idempotent(spark, v1_lake, v1_archive):
@@ -114,7 +154,34 @@ def test_rerun_is_idempotent(spark, v1_lake, v1_archive):
     assert set(report.inserted.values()) == {0} and report.quarantined == {}
 
 
-def test_incremental_s2_then_s1_and_a_killed_run(spark, v1_archive, tmp_path, monkeypatch):
+def test_same_archive_at_another_path_is_a_no_op(spark, v1_lake, v1_archive, tmp_path):
+    lake, _ = v1_lake
+    root, _ = v1_archive
+    from delta.tables import DeltaTable
+
+    copy = tmp_path / "mounted-elsewhere"
+    shutil.copytree(root, copy)
+    band_tables = [schema.PAIRS, schema.LABELS, schema.PATCH_METADATA, schema.NOMENCLATURE]
+    before = {n: DeltaTable.forPath(spark, table_path(lake, n)).history(1).first()["version"]
+              for n in band_tables}  # fmt: skip
+    q_before = {
+        (r["patch_id"], r["reason"]) for r in table(spark, lake, schema.QUARANTINE).collect()
+    }
+    report = Ingest(spark, lake).run([str(copy)])
+    after = {n: DeltaTable.forPath(spark, table_path(lake, n)).history(1).first()["version"]
+             for n in band_tables}  # fmt: skip
+    assert after == before
+    # only the stray file at the new root is new: no patch is quarantined again
+    assert report.quarantined == {"stray_file": 1}
+    q_after = {
+        (r["patch_id"], r["reason"]) for r in table(spark, lake, schema.QUARANTINE).collect()
+    }
+    assert q_after == q_before
+    paths = {r["s2_path"] for r in table(spark, lake, schema.PAIRS).collect() if r["s2_path"]}
+    assert all(p.startswith(str(root)) for p in paths)
+
+
+def test_incremental_s2_then_s1_and_a_killed_run(spark, v1_archive, v1_lake, tmp_path, monkeypatch):
     root, manifest = v1_archive
     lake = str(tmp_path / "lake")
     lists = str(root / "lists")
@@ -124,33 +191,42 @@ def test_incremental_s2_then_s1_and_a_killed_run(spark, v1_archive, tmp_path, mo
     assert pairs.where("s1_patch_id IS NOT NULL").count() == 0
     assert table(spark, lake, schema.QUARANTINE).where("reason = 'missing_s1_partner'").count() == 0
     n_pairs = pairs.count()
-    # a run killed after writing the S1 bronze table leaves pairs at their last version
-    monkeypatch.setattr(
-        Ingest, "_silver", lambda self, report: (_ for _ in ()).throw(SystemExit(9))
-    )
+    # a run that dies after the pairs MERGE, before the derived tables, leaves labels and the
+    # quarantine of the last run behind ...
+    monkeypatch.setattr(Ingest, "_refresh_derived", lambda self, report: sys.exit(9))
     with pytest.raises(SystemExit):
-        Ingest(spark, lake).run([str(root / "BigEarthNet-S1-v1.0")], [lists])
-    assert table(spark, lake, schema.S1).count() > 0
-    assert table(spark, lake, schema.PAIRS).where("s1_patch_id IS NOT NULL").count() == 0
+        Ingest(spark, lake, lock_wait_s=0).run([str(root / "BigEarthNet-S1-v1.0")], [lists])
     monkeypatch.undo()
-    # the re-run completes the pairs and inserts no S1 row twice
-    report = Ingest(spark, lake).run([str(root / "BigEarthNet-S1-v1.0")], [lists])
-    assert report.inserted[schema.S1] == 0 and report.inserted[schema.PAIRS] > 0
+    assert table(spark, lake, schema.PAIRS).where("s1_patch_id IS NOT NULL").count() > 0
+    # ... which the next run repairs without reading a band again
+    report = Ingest(spark, lake, lock_wait_s=0).run([str(root / "BigEarthNet-S1-v1.0")], [lists])
+    assert report.inserted[schema.PAIRS] == 0 and report.inserted[schema.LABELS] > 0
     pairs = rows_by_id(spark, lake, schema.PAIRS)
-    assert len(pairs) == n_pairs
     for s2, truth in manifest["patches"].items():
         assert pairs[s2]["s1_patch_id"] == truth["s1"]
-    missing = table(spark, lake, schema.QUARANTINE).where("reason = 'missing_s1_partner'")
-    assert {r["patch_id"] for r in missing.collect()} >= {
-        d["patch_id"] for d in manifest["defects"]["missing_s1_partner"]
+    # S2 first, then S1 (with a kill in between) gives the lake of one ingest of both
+    full = {r["patch_id"]: r for r in table(spark, v1_lake[0], schema.PAIRS).collect()}
+    assert (
+        len(pairs) == len(full) == n_pairs + len([r for r in full.values() if r["s2_path"] is None])
+    )
+    compare = ["s1_patch_id", "split", "labels19", "multi_hot_19", "is_snow", "VV", "B02"]
+    for pid, row in full.items():
+        assert [pairs[pid][c] for c in compare] == [row[c] for c in compare], pid
+    got = {(r["reason"], r["patch_id"]) for r in table(spark, lake, schema.QUARANTINE).collect()}
+    want = {
+        (r["reason"], r["patch_id"]) for r in table(spark, v1_lake[0], schema.QUARANTINE).collect()
     }
+    assert got == want
+    labels = table(spark, lake, schema.LABELS)
+    assert labels.count() == table(spark, v1_lake[0], schema.LABELS).count()
+    assert_keys_unique(spark, lake)
 
 
 def test_v2_pairs_reference_maps_and_defects(spark, v2_lake, v2_archive):
     lake, _report = v2_lake
     root, manifest = v2_archive
     pairs = rows_by_id(spark, lake, schema.PAIRS)
-    refs = rows_by_id(spark, lake, schema.REFERENCE_MAPS)
+    refs = pairs
     for s2, truth in manifest["patches"].items():
         row = pairs[s2]
         assert row["archive"] == "v2" and row["s1_patch_id"] == truth["s1"]
@@ -168,6 +244,35 @@ def test_v2_pairs_reference_maps_and_defects(spark, v2_lake, v2_archive):
                 assert (reason, item["patch_id"]) in q, (reason, item)
     splits = {r["split"] for r in table(spark, lake, schema.PAIRS).collect()}
     assert splits <= {"train", "validation", "test", None}
+    assert_keys_unique(spark, lake)
+
+
+def test_v2_metadata_arriving_later(spark, v2_lake, v2_archive, tmp_path):
+    root, manifest = v2_archive
+    bare = tmp_path / "v2"
+    shutil.copytree(root, bare, ignore=shutil.ignore_patterns("*.parquet"))
+    meta = tmp_path / "lists"
+    meta.mkdir()
+    for f in root.glob("*.parquet"):
+        shutil.copy(f, meta)
+    lake = str(tmp_path / "lake")
+    Ingest(spark, lake).run([str(bare)])
+    first = rows_by_id(spark, lake, schema.PAIRS)
+    assert all(r["split"] is None and r["s1_patch_id"] is None for r in first.values())
+    q = table(spark, lake, schema.QUARANTINE).where("reason = 'missing_metadata'")
+    assert q.where("kind = 's1'").count() == len(manifest["patches"]) + 1  # + an S1 defect
+    Ingest(spark, lake).run([str(bare)], [str(meta)])
+    got = rows_by_id(spark, lake, schema.PAIRS)
+    want = rows_by_id(spark, v2_lake[0], schema.PAIRS)
+    assert set(got) == set(want)
+    compare = ["s1_patch_id", "split", "labels19", "multi_hot_19", "country", "VH", "B8A"]
+    for pid, row in want.items():
+        assert [got[pid][c] for c in compare] == [row[c] for c in compare], pid
+    got_q = {(r["reason"], r["patch_id"]) for r in table(spark, lake, schema.QUARANTINE).collect()}
+    want_q = {
+        (r["reason"], r["patch_id"]) for r in table(spark, v2_lake[0], schema.QUARANTINE).collect()
+    }
+    assert got_q == want_q
 
 
 def test_sql_views_and_export(spark, v1_lake, v1_archive, tmp_path, capsys):
@@ -248,3 +353,11 @@ def test_nothing_readable_exits_non_zero(spark, tmp_path):
     assert [(r["reason"], r["patch_id"]) for r in q] == [
         ("empty_folder", "S2A_MSIL2A_20170617T113321_1_2")
     ]
+
+
+def test_change_detection_tells_nulls_apart(spark):
+    from bigearth_spark.etl.ingest import _content_hash
+
+    df = spark.createDataFrame([(True, None), (None, True), (None, None)], "a boolean, b boolean")
+    hashes = [r[0] for r in df.select(_content_hash(["a", "b"])).collect()]
+    assert len(set(hashes)) == 3
