@@ -45,6 +45,7 @@ SIDES = tuple(schema.SIDE_PATH)
 S2_COLUMNS = ("tile", "acquired", "source_product", "epsg", "ulx", "uly", "lrx", "lry")
 S1_COLUMNS = ("s1_patch_id", "s1_acquired", "s1_source_product")
 ORIGIN_RANK = {"pair": 0, "lake": 1, "unit": 2, "input": 3}
+UNITS_PER_TASK = 64  # pairs decoded per task: ~18 MB of bands, written as they come
 
 
 @dataclass
@@ -237,8 +238,15 @@ class Ingest:
             ),
             metadata,
         ).cache()  # fmt: skip
-        log.info("plan: %d units in the input, %d to decode", units.count(), todo.count())
-        return todo, units, input_issues
+        n = todo.count()
+        # even decode tasks of UNITS_PER_TASK units (adaptive execution would coalesce the
+        # small shuffles of paths before into too few tasks)
+        tasks = max(2 * self.spark.sparkContext.defaultParallelism, n // UNITS_PER_TASK + 1)
+        spread = todo.repartition(tasks).cache()
+        spread.count()
+        todo.unpersist()
+        log.info("plan: %d units in the input, %d to decode in %d tasks", units.count(), n, tasks)
+        return spread, units, input_issues
 
     # -- 4. decode + write ---------------------------------------------------------------------
     def _decoded(self, todo: DataFrame, update: bool) -> DataFrame:

@@ -14,7 +14,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from bigearth_spark.archive import tiff
-from bigearth_spark.archive.tiff import GeoBand, TiffError, read_tiff
+from bigearth_spark.archive.tiff import GeoBand, MultiSampleError, TiffError, read_tiff
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "bigearthnet"
 SAMPLES = SHARED / "samples" / "v1"
@@ -135,7 +135,6 @@ GENERAL_CASES = {
     "reference_map_deflate": (_u16(120), {"compress": "deflate", "nodata": 0}, "deflate"),
     "lzw": (_u16(60), {"compress": "lzw"}, "lzw"),
     "tiled": (_u16(120), {"tiled": True, "blockxsize": 16, "blockysize": 16}, "none"),
-    "planar_two_bands": (_u16(120), {"count": 2, "interleave": "band"}, "none"),
     "no_crs": (_u16(20), {"crs": None}, "none"),
 }
 
@@ -158,17 +157,23 @@ def test_general_path_gives_the_same_result(
 ) -> None:
     array, profile, compression = GENERAL_CASES[case]
     path = tmp_path / f"{case}.tif"
-    if profile.get("count") == 2:
-        options = {"crs": "EPSG:32629", "transform": from_origin(ULX, ULY, 10, 10), **profile}
-        with rasterio.open(path, "w", "GTiff", 120, 120, dtype="uint16", **options) as dst:
-            dst.write(np.stack([array, array[::-1]]))
-    else:
-        write_tif(path, array, **profile)
+    write_tif(path, array, **profile)
     got = read_tiff(path)
     assert general_calls == [path]
     assert_same(got, rasterio_reference(path))
     np.testing.assert_array_equal(got.array, array)
     assert got.compression == compression
+
+
+@pytest.mark.parametrize("profile", [{"interleave": "pixel"}, {"interleave": "band"},
+                                     {"interleave": "band", "compress": "deflate"}])  # fmt: skip
+def test_two_samples_per_pixel_are_rejected_on_both_paths(tmp_path: Path, profile: dict) -> None:
+    path = tmp_path / "two.tif"
+    options = {"crs": "EPSG:32629", "transform": from_origin(ULX, ULY, 10, 10), **profile}
+    with rasterio.open(path, "w", "GTiff", 120, 120, count=2, dtype="uint16", **options) as dst:
+        dst.write(np.stack([_u16(120), _u16(120)[::-1]]))
+    with pytest.raises(MultiSampleError, match=r"2 .*samples per pixel"):
+        read_tiff(path)
 
 
 def test_pixel_is_point_goes_through_rasterio(tmp_path: Path, general_calls: list[object]) -> None:
