@@ -21,7 +21,6 @@ from datetime import datetime, timedelta, timezone
 
 from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaTable
-from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -163,7 +162,7 @@ class IngestLease:
                 .whenNotMatchedInsertAll()
                 .execute()
             )
-        except (DeltaConcurrentModificationException, PySparkException) as e:
+        except Exception as e:  # Delta's conflicts may arrive as plain Py4J errors
             if not _is_conflict(e):
                 raise
             return False
