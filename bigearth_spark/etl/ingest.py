@@ -214,21 +214,30 @@ class Ingest:
             *[F.col(schema.SIDE_PATH[s]).isNotNull().alias(f"_has_{s}") for s in SIDES],
             F.col("s2_path").alias("_stored_s2_path"),
         )  # fmt: skip
+        # sides that failed for a permanent reason, by patch id and side (not by path: the same
+        # archive at another mount must not be read again)
+        not_bad = [*TRANSIENT_REASONS, discover.STRAY_FILE, discover.DUPLICATE,
+                   discover.DUPLICATE_PARTNER]  # fmt: skip
+        recorded = self._table(schema.PAIRS).toDF().select(F.explode("issues").alias("i"))
         bad = (
-            self._table(schema.QUARANTINE).toDF()
-            .where(F.col("origin").isin("unit", "pair") & ~F.col("reason").isin(*TRANSIENT_REASONS))
-            .select("path").distinct()
+            self._table(schema.QUARANTINE).toDF().where(F.col("origin") == "unit")
+            .select("patch_id", "kind", "reason")
+            .unionByName(recorded.select("i.patch_id", "i.kind", "i.reason"))
+            .where(~F.col("reason").isin(*not_bad))
+            .select("patch_id", "kind").distinct()
         )  # fmt: skip
         planned = units.join(stored, "patch_id", "left")
         for s in SIDES:
-            path = schema.SIDE_PATH[s]
-            known_bad = bad.select(F.col("path").alias(path), F.lit(True).alias(f"_bad_{s}"))
-            planned = planned.join(known_bad, path, "left")
+            path, side_id = schema.SIDE_PATH[s], "s1_patch_id" if s == "s1" else "patch_id"
+            known_bad = bad.where(F.col("kind") == s).select(
+                F.col("patch_id").alias(f"_bad_{s}"), F.lit(True).alias(f"_is_bad_{s}")
+            )
+            planned = planned.join(known_bad, F.col(side_id) == F.col(f"_bad_{s}"), "left")
             planned = planned.withColumn(
                 f"need_{s}",
                 F.col(path).isNotNull()
                 & ~F.coalesce(f"_has_{s}", F.lit(False))
-                & F.col(f"_bad_{s}").isNull(),
+                & F.col(f"_is_bad_{s}").isNull(),
             )
         need = F.col("need_s2") | F.col("need_s1") | F.col("need_reference_map")
         todo = pairs.with_metadata(

@@ -186,7 +186,9 @@ def test_incremental_s2_then_s1_and_a_killed_run(spark, v1_archive, v1_lake, tmp
     lake = str(tmp_path / "lake")
     lists = str(root / "lists")
     # an S2-only ingest is normal: no partner complaints, pairs without S1
-    Ingest(spark, lake).run([str(root / "BigEarthNet-v1.0")], [lists])
+    Ingest(spark, lake).run(
+        [str(root / "BigEarthNet-v1.0"), str(root / "BigEarthNet-v1.0-extra")], [lists]
+    )
     pairs = table(spark, lake, schema.PAIRS)
     assert pairs.where("s1_patch_id IS NOT NULL").count() == 0
     assert table(spark, lake, schema.QUARANTINE).where("reason = 'missing_s1_partner'").count() == 0
