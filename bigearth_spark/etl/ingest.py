@@ -212,7 +212,7 @@ class Ingest:
         stored = self._table(schema.PAIRS).toDF().select(
             "patch_id", F.lit(True).alias("_stored"),
             *[F.col(schema.SIDE_PATH[s]).isNotNull().alias(f"_has_{s}") for s in SIDES],
-            F.col("s2_path").alias("_stored_s2_path"),
+            F.col("s2_path").alias("_stored_s2_path"), F.col("labels43").alias("_stored_labels43"),
         )  # fmt: skip
         # sides that failed for a permanent reason, by patch id and side (not by path: the same
         # archive at another mount must not be read again)
@@ -244,6 +244,7 @@ class Ingest:
             planned.where(need).select(
                 *units.columns, *[f"need_{s}" for s in SIDES],
                 F.col("_stored").isNotNull().alias("is_update"), "_stored_s2_path",
+                "_stored_labels43",
             ),
             metadata,
         ).cache()  # fmt: skip
@@ -259,15 +260,20 @@ class Ingest:
 
     # -- 4. decode + write ---------------------------------------------------------------------
     def _decoded(self, todo: DataFrame, update: bool) -> DataFrame:
-        passthrough = [*pairs.META, *[f"need_{s}" for s in SIDES], "_stored_s2_path"]
+        stored = ["_stored_s2_path", "_stored_labels43"]
+        passthrough = [*pairs.META, *[f"need_{s}" for s in SIDES], *stored]
         rows = decode.decode(todo.where(F.col("is_update") == update), passthrough)
         # a new pair needs a stored side; a stored pair also records a side that failed now
         wanted = F.size("stored_sides") > 0
         rows = rows.where(wanted | F.lit(update) & (F.size("issues") > 0))
         if update:  # derived columns see the pair as it will be after the MERGE
-            rows = rows.withColumn("_new_s2_path", F.col("s2_path")).withColumn(
-                "s2_path", F.coalesce("s2_path", "_stored_s2_path")
-            )
+            new_s2 = F.array_contains("stored_sides", "s2")
+            labels43 = F.coalesce(F.when(new_s2, F.col("labels43")), "_stored_labels43", "labels43")
+            rows = rows.withColumns({
+                "_new_s2_path": F.col("s2_path"),
+                "s2_path": F.coalesce("s2_path", "_stored_s2_path"),
+                "labels43": labels43,
+            })  # fmt: skip
         rows = pairs.derive(rows, self._known_lists())
         return rows.withColumn("ingest_run", F.lit(self.run_id)).withColumn(
             "updated_at", F.current_timestamp()
@@ -304,9 +310,7 @@ class Ingest:
         for c in S1_COLUMNS:
             sets[c] = F.when(got("s1"), s(c)).otherwise(t(c))
         sets["s2_path"] = F.when(got("s2"), s("_new_s2_path")).otherwise(t("s2_path"))
-        sets["labels43"] = F.coalesce(
-            F.when(got("s2"), s("labels43")), t("labels43"), s("labels43")
-        )
+        sets["labels43"] = s("labels43")  # as the derived columns saw it (see _decoded)
         tried = F.filter(
             F.array(*[F.when(s(f"need_{x}"), F.lit(x)) for x in SIDES]), lambda x: x.isNotNull()
         )

@@ -196,7 +196,8 @@ def _is_conflict(e: BaseException) -> bool:
     text = f"{type(e).__name__} {e}"
     return isinstance(e, DeltaConcurrentModificationException) or any(
         k in text for k in ("Concurrent", "DELTA_CONCURRENT", "FileAlreadyExists",
-                            "DELTA_PROTOCOL_CHANGED", "already exists")
+                            "DELTA_PROTOCOL_CHANGED", "already exists",
+                            "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION")
     )  # fmt: skip
 
 

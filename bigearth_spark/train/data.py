@@ -30,6 +30,9 @@ from bigearth_spark.tables.write import table_path
 # petastorm 0.13.1 uses pyarrow's legacy dataset API; its deprecation warnings are expected.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm\..*")
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyarrow\..*")
+# pairs.issues (a list of structs, quarantine items) is not read by training; Petastorm warns
+# that it skips it when it infers the schema.
+warnings.filterwarnings("ignore", message=r"\[ARROW-1644\] Ignoring unsupported structure")
 RESAMPLING = ("bilinear", "bicubic", "nearest")
 SPLITS = ("train", "validation", "test")
 # Petastorm's thread pool was seen returning no rows for whole sharded reads: default to the
