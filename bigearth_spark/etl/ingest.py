@@ -372,7 +372,7 @@ class Ingest:
             .withColumn("first_seen", F.current_timestamp())
         )
         kept = current.where(F.col("origin").isin("unit", "input"))
-        kept = self._unresolved(kept, pairs_df)
+        kept = self._unresolved(kept, pairs_df, self._table(schema.PATCH_METADATA).toDF())
         rank = F.create_map(*[F.lit(x) for kv in ORIGIN_RANK.items() for x in kv])
         # rows already quarantined keep their run and first_seen
         candidates = kept.withColumn("_old", F.lit(0)).unionByName(
@@ -403,8 +403,9 @@ class Ingest:
         desired.unpersist()
 
     @staticmethod
-    def _unresolved(rows: DataFrame, pairs_df: DataFrame) -> DataFrame:
-        """Quarantine rows of folders whose patch is not stored (since) — resolved ones go."""
+    def _unresolved(rows: DataFrame, pairs_df: DataFrame, metadata: DataFrame) -> DataFrame:
+        """Quarantine rows of folders whose patch is not stored (since) — resolved ones go, and
+        so do v2 S1 patches that the metadata pairs now (``missing_metadata``)."""
         resolvable = ~F.col("reason").isin(discover.DUPLICATE, discover.DUPLICATE_PARTNER,
                                             discover.STRAY_FILE)  # fmt: skip
         stored = (
@@ -415,8 +416,14 @@ class Ingest:
                          .select("patch_id", F.lit("reference_map").alias("kind")))
             .withColumn("_resolved", F.lit(True))
         )  # fmt: skip
+        paired = metadata.where("s1_patch_id IS NOT NULL").select(
+            F.col("s1_patch_id").alias("patch_id"), F.lit("s1").alias("kind"),
+            F.lit(discover.MISSING_METADATA).alias("reason"), F.lit(True).alias("_paired"),
+        )  # fmt: skip
         joined = rows.join(stored, ["patch_id", "kind"], "left")
-        return joined.where(~resolvable | F.col("_resolved").isNull()).drop("_resolved")
+        joined = joined.join(paired, ["patch_id", "kind", "reason"], "left")
+        resolved = F.col("_resolved").isNotNull() | F.col("_paired").isNotNull()
+        return joined.where(~resolvable | ~resolved).drop("_resolved", "_paired")
 
     def _labels(self, report: IngestReport) -> None:
         """Rebuild ``labels`` when it was built from another ``pairs`` version."""

@@ -98,9 +98,8 @@ def reference(spark, v1_lake):
 def test_concurrent_jobs_give_one_ingest(spark, v1_archive, reference, tmp_path):
     root, _ = v1_archive
     lake = tmp_path / "lake"
-    s2 = [root / "BigEarthNet-v1.0", root / "BigEarthNet-v1.0-extra"]
-    jobs = {  # the whole input twice, and the S2 and S1 archives as jobs of their own
-        "all-1": [root], "all-2": [root], "s2": s2, "s1": [root / "BigEarthNet-S1-v1.0"],
+    jobs = {  # the whole input twice, and the S1 archive as a job of its own
+        "all-1": [root], "all-2": [root], "s1": [root / "BigEarthNet-S1-v1.0"],
     }  # fmt: skip
     procs = {n: submit(i, lake, tmp_path / f"{n}.log", root / "lists") for n, i in jobs.items()}
     codes = {n: wait(p, tmp_path / f"{n}.log", 900) for n, p in procs.items()}
