@@ -105,6 +105,7 @@ def decode_only(root: Path) -> None:
 
     from bigearth_spark.archive.layout import find_roots
     from bigearth_spark.etl import decode, discover
+    from bigearth_spark.etl.ingest import UNITS_PER_TASK
     from bigearth_spark.spark import build_spark
     from bigearth_spark.tables.schema import PATCH_METADATA_SCHEMA
 
@@ -114,7 +115,8 @@ def decode_only(root: Path) -> None:
     metadata = spark.createDataFrame([], PATCH_METADATA_SCHEMA)
     units, _, _ = discover.discover(spark, find_roots(root), metadata)
     need = [F.lit(True).alias(f"need_{s}") for s in discover.SIDES]
-    rows = decode.decode(units.select("*", *need), [])
+    tasks = max(2 * spark.sparkContext.defaultParallelism, units.count() // UNITS_PER_TASK + 1)
+    rows = decode.decode(units.select("*", *need).repartition(tasks), [])  # as the ingest plans
     stored = rows.select(F.sum(F.size("stored_sides")).alias("n")).first()["n"]
     print(f"decode_patches_per_s={stored / (time.perf_counter() - start):.1f}")
 
