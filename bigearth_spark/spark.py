@@ -26,6 +26,9 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
     "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "true",
     "spark.ui.showConsoleProgress": "true",
+    # pools share the cores fairly: the ingest lease's heartbeat (pool "lease") gets the next
+    # free task slot instead of queueing behind a long stage of decode tasks
+    "spark.scheduler.mode": "FAIR",
 }
 
 

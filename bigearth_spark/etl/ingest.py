@@ -103,7 +103,7 @@ class Ingest:
     """One ingest run over ``inputs`` into the lake at ``lake``."""
 
     def __init__(self, spark: SparkSession, lake: str, db: str = schema.DATABASE,
-                 lock_wait_s: float = 3600.0, lease_ttl_s: float = 120.0) -> None:  # fmt: skip
+                 lock_wait_s: float = 3600.0, lease_ttl_s: float = 300.0) -> None:  # fmt: skip
         self.spark, self.lake, self.db = spark, normalize_lake(lake), db
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
         self.lease = IngestLease(spark, self.lake, self.run_id, lease_ttl_s, lock_wait_s)

@@ -4,7 +4,8 @@ Delta commits are atomic per table, not per job, and Delta lets two blind append
 keys both commit. So an ingest takes the lake's lease before it writes anything: a MERGE on the
 one-row table, which Delta's conflict detection serialises (of two jobs taking a free lease at
 once, one commit fails and that job retries and then sees the lease held). The holder renews the
-lease from a heartbeat thread; a lease whose holder stopped renewing expires after ``ttl_s``, and
+lease from a heartbeat thread whose Spark jobs run in their own fair-scheduler pool (so a busy
+holder still renews in time); a lease whose holder stopped renewing expires after ``ttl_s``, and
 one held by a dead process of this host is taken over at once, so a killed run never blocks the
 next. Other jobs wait for the lease (``wait_s``), then fail with a message naming the holder.
 """
@@ -29,6 +30,7 @@ from bigearth_spark.tables.write import ensure_table, table_path
 
 log = logging.getLogger(__name__)
 LEASE = "ingest"
+POOL = "lease"
 
 
 class LakeBusyError(RuntimeError):
@@ -71,7 +73,7 @@ def _pid_alive(pid: int) -> bool:
 class IngestLease:
     """The lease of one lake for run ``run_id``; use as a context manager."""
 
-    def __init__(self, spark: SparkSession, lake: str, run_id: str, ttl_s: float = 120.0,
+    def __init__(self, spark: SparkSession, lake: str, run_id: str, ttl_s: float = 300.0,
                  wait_s: float = 3600.0, poll_s: float = 2.0) -> None:  # fmt: skip
         self.spark, self.path, self.run_id = spark, table_path(lake, INGEST_LEASE), run_id
         self.ttl_s, self.wait_s, self.poll_s = ttl_s, wait_s, poll_s
@@ -111,7 +113,7 @@ class IngestLease:
                 announced = True
             time.sleep(self.poll_s)
         log.info("ingest %s holds the lake's lease", self.run_id)
-        self._thread = threading.Thread(target=self._heartbeat, args=(table,), daemon=True)
+        self._thread = threading.Thread(target=self._heartbeat, daemon=True)
         self._thread.start()
 
     def check(self) -> None:
@@ -172,23 +174,26 @@ class IngestLease:
         holder = self.holder()
         return holder is not None and holder.run_id == self.run_id
 
-    def _renew_on(self, table: DeltaTable):
-        def renew() -> None:
-            on = "t.lease = s.lease AND t.run_id = s.run_id"
-            table.alias("t").merge(self._row().alias("s"), on).whenMatchedUpdateAll().execute()
+    def renew(self) -> bool:
+        """Renew the lease once (the heartbeat does this every ``ttl_s / 4``); False, and
+        :meth:`check` raises from then on, when the lease was lost."""
+        table = DeltaTable.forPath(self.spark, self.path)
+        on = "t.lease = s.lease AND t.run_id = s.run_id"
+        try:
+            _retry(lambda: table.alias("t").merge(self._row().alias("s"), on)
+                   .whenMatchedUpdateAll().execute())  # fmt: skip
+        except Exception as e:
+            self._lost = f"renewing the lake's lease failed: {e}"
+            return False
+        if not self._is_mine():
+            self._lost = f"the lake's lease of run {self.run_id} was taken over"
+            return False
+        return True
 
-        return renew
-
-    def _heartbeat(self, table: DeltaTable) -> None:
-        while not self._stop.wait(self.ttl_s / 4):
-            try:
-                _retry(self._renew_on(table))
-                if not self._is_mine():
-                    self._lost = f"the lake's lease of run {self.run_id} was taken over"
-                    return
-            except Exception as e:
-                self._lost = f"renewing the lake's lease failed: {e}"
-                return
+    def _heartbeat(self) -> None:
+        self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", POOL)
+        while not self._stop.wait(self.ttl_s / 4) and self.renew():
+            pass
 
 
 def _is_conflict(e: BaseException) -> bool:

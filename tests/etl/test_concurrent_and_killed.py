@@ -46,12 +46,19 @@ def submit(inputs: list[Path], lake: Path, log: Path, lists: Path | None = None)
                             start_new_session=True)  # fmt: skip
 
 
+def failure(log: Path) -> str:
+    """The first error lines and the end of a job's log, for an assertion message."""
+    lines = log.read_text(errors="replace").splitlines()
+    errors = [ln for ln in lines if "Error" in ln or "Exception" in ln][:15]
+    return "\n".join([*errors, "...", *lines[-15:]])
+
+
 def wait(proc, log: Path, timeout: int = 400) -> int:
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError(log.read_text()[-3000:]) from None
+        raise AssertionError(failure(log)) from None
 
 
 def kill_when(proc, log: Path, marker: str, timeout: int = 400) -> None:
@@ -103,7 +110,7 @@ def test_concurrent_jobs_give_one_ingest(spark, v1_archive, reference, tmp_path)
     }  # fmt: skip
     procs = {n: submit(i, lake, tmp_path / f"{n}.log", root / "lists") for n, i in jobs.items()}
     codes = {n: wait(p, tmp_path / f"{n}.log", 900) for n, p in procs.items()}
-    assert codes == dict.fromkeys(jobs, 0), {n: (tmp_path / f"{n}.log").read_text()[-2000:]
+    assert codes == dict.fromkeys(jobs, 0), {n: failure(tmp_path / f"{n}.log")
                                              for n, c in codes.items() if c}  # fmt: skip
     logs = [(tmp_path / f"{n}.log").read_text() for n in jobs]
     assert any(
@@ -122,6 +129,6 @@ def test_killed_run_then_rerun_gives_one_ingest(spark, v1_archive, reference, tm
     lake = tmp_path / "lake"
     kill_when(submit([root], lake, tmp_path / "killed.log"), tmp_path / "killed.log", marker)
     rerun = submit([root], lake, tmp_path / "rerun.log")
-    assert wait(rerun, tmp_path / "rerun.log") == 0, (tmp_path / "rerun.log").read_text()[-3000:]
+    assert wait(rerun, tmp_path / "rerun.log") == 0, failure(tmp_path / "rerun.log")
     assert "taking over the lease of a dead process" in (tmp_path / "rerun.log").read_text()
     assert lake_content(spark, str(lake)) == reference
