@@ -1,7 +1,11 @@
-"""Reader throughput: PatchLoader (Petastorm over a pinned Delta version → decoded, resampled,
-normalised S1+S2 float tensors) vs a raw pyarrow read of the same files and vs a per-sample
-dataset that opens each patch's GeoTIFFs with rasterio (torchgeo-style), in one process.
-Last line: ratio_vs_pyarrow=<x> ratio_vs_geotiff=<y>.
+"""Reader throughput and balance: PatchLoader (DataLoader workers over a pinned Delta version →
+decoded, resampled, normalised S1+S2 float tensors) against, in the same process:
+  * a raw pyarrow read of the same files and columns (``ratio_vs_pyarrow``, one worker);
+  * itself with one worker, both with a consumer in the loop that touches every batch
+    (``worker_scaling``: 2 workers ÷ 1);
+  * a per-sample dataset that opens each patch's GeoTIFFs with rasterio, torchgeo-style
+    (``ratio_vs_geotiff``, one worker);
+and ``shard_balance``: the largest rank's rows ÷ the mean rows per rank at world size 4.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,19 +44,35 @@ def ensure_lake(pairs: int) -> Path:
     return lake
 
 
-def reader_rate(spec: DataSpec) -> tuple[int, float]:
-    loader = PatchLoader(spec)
+def reader_rate(spec: DataSpec, workers: int) -> tuple[int, float]:
+    """(samples, samples/s) of one epoch with ``workers`` processes; the consumer touches every
+    batch as a training step would (a reduction over the whole input)."""
+    loader = PatchLoader(replace(spec, workers=workers))
     start = time.perf_counter()
-    n = sum(len(b.ids) for b in loader.epoch(0))
+    n = 0
+    for batch in loader.epoch(0):
+        batch.x.mean()
+        n += len(batch.ids)
     return n, n / (time.perf_counter() - start)
 
 
+def shard_balance(spec: DataSpec, world: int) -> float:
+    """Largest rank's rows (delivered + skipped) ÷ the mean, reading every rank's shard."""
+    shares = []
+    for rank in range(world):
+        skipped: list[str] = []
+        loader = PatchLoader(replace(spec, workers=1), rank, world)
+        shares.append(sum(len(b.ids) for b in loader.epoch(0, skipped)) + len(skipped))
+    return max(shares) / (sum(shares) / world)
+
+
 def pyarrow_rate(spec: DataSpec) -> float:
-    loader = PatchLoader(spec)
+    """Rows/s of reading the split's files (same columns) into Arrow tables, nothing else."""
+    dataset = PatchLoader(spec).dataset
     start = time.perf_counter()
     n = 0
-    for f in loader.files:
-        n += pq.read_table(f.path, columns=loader.columns).num_rows
+    for path in sorted({g.path for g in dataset.groups}):
+        n += pq.read_table(path, columns=dataset.columns).num_rows
     return n / (time.perf_counter() - start)
 
 
@@ -83,17 +104,21 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     lake = ensure_lake(args.pairs)
-    spec = DataSpec(str(lake), "train", "s1s2", batch_size=args.batch_size)
+    spec = DataSpec(str(lake), "train", "s1s2", batch_size=args.batch_size, prefetch=4)
     assert set(MODALITIES[spec.modality]) == set(spec.bands)
-    reader_rate(spec)  # warm-up (page cache, imports)
-    n, reader = reader_rate(spec)
+    reader_rate(spec, 1)  # warm-up (page cache, imports)
+    n, one = reader_rate(spec, 1)
+    _, two = reader_rate(spec, 2)
     raw = pyarrow_rate(spec)
     ids = [i for b in PatchLoader(spec).epoch(0) for i in b.ids][: args.geotiff_samples]
     geotiff = geotiff_rate(OUT / f"archive_v1_{args.pairs}", ids, spec)
-    print(f"reader: {n} samples, {reader:.1f} samples/s (decoded, resampled, normalised)")
+    balance = shard_balance(spec, 4)
+    print(f"reader, 1 worker: {n} samples, {one:.1f} samples/s (decoded, resampled, normalised)")
+    print(f"reader, 2 workers: {two:.1f} samples/s")
     print(f"raw pyarrow read of the same files and columns: {raw:.1f} rows/s")
     print(f"per-sample GeoTIFF dataset (rasterio): {geotiff:.1f} samples/s")
-    print(f"ratio_vs_pyarrow={reader / raw:.2f} ratio_vs_geotiff={reader / geotiff:.2f}")
+    print(f"ratio_vs_pyarrow={one / raw:.2f} worker_scaling={two / one:.2f} "
+          f"shard_balance={balance:.3f} ratio_vs_geotiff={one / geotiff:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.compression.codec": "zstd",
-    # ~15 S1+S2 pairs per row group: Petastorm shards by row group
+    # row groups of a few MB: the training reader reads (parts of) row groups
     "spark.hadoop.parquet.block.size": str(4 * 1024 * 1024),
     "spark.sql.files.maxRecordsPerFile": "2000",
     "spark.sql.execution.arrow.pyspark.enabled": "true",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv/ at the repository root with the whole pinned stack:
-#   python deps (pyproject.toml), petastorm (without its setuptools cap), horovod (compiled
+#   python deps (pyproject.toml), horovod (compiled
 #   against the installed torch, cached), Delta jars in pyspark's jars/ and a spark-defaults.conf
 #   so that plain `spark-submit` knows Delta. Idempotent: a finished setup leaves a stamp.
 set -euo pipefail
@@ -20,15 +20,13 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade "pip>=24" "setuptools>=70" wheel
 echo "== python dependencies (torch, pyspark, delta-spark, rasterio, ...)"
 "${PIP[@]}" install --progress-bar off -q -e ".[dev]"
-echo "== petastorm 0.13.1 (without its setuptools<70 cap)"
-"${PIP[@]}" install -q --no-deps petastorm==0.13.1
 echo "== horovod 0.28.1 (gloo, torch)"
 bash scripts/build_horovod.sh "$VENV"
 echo "== Delta jars and spark-defaults.conf"
 bash scripts/configure_spark.sh "$VENV"
 "$VENV/bin/python" - <<'PY'
-import horovod.torch as hvd, petastorm, pyspark, delta, rasterio, torch, pyarrow
+import horovod.torch as hvd, pyspark, delta, rasterio, torch, pyarrow
 print(f"stack ok: pyspark {pyspark.__version__}, pyarrow {pyarrow.__version__}, torch {torch.__version__}, "
-      f"petastorm {petastorm.__version__}, rasterio {rasterio.__version__}, gloo {hvd.gloo_built()}")
+      f"rasterio {rasterio.__version__}, gloo {hvd.gloo_built()}")
 PY
 echo "$HASH" > "$STAMP"

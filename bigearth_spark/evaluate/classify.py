@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,10 +26,11 @@ from bigearth_spark.spark import build_spark
 from bigearth_spark.tables.schema import T
 from bigearth_spark.tables.write import table_path
 from bigearth_spark.train import checkpoint
-from bigearth_spark.train.data import DataSpec, PatchLoader
+from bigearth_spark.train.data import DataSpec, PatchLoader, verify_epoch
 from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model, embed
 
+log = logging.getLogger(__name__)
 METRICS_TABLE = "metrics"
 METRICS_SCHEMA = T.StructType([
     T.StructField("run_id", T.StringType(), False), T.StructField("model", T.StringType(), False),
@@ -48,19 +50,25 @@ class Predictions:
     y: np.ndarray
     scores: np.ndarray
     embeddings: np.ndarray
+    skipped: list[str]  # rows of the split without an S1 partner (S1 modalities only)
 
 
 def predict(model: torch.nn.Module, loader: PatchLoader, desc: str) -> Predictions:
-    """Run the model over a whole split (one process)."""
+    """Run the model over a whole split (one process); verify that every row of the split was
+    either scored or skipped for a missing S1 partner, exactly once."""
     model.eval()
-    ids, ys, ps, es = [], [], [], []
+    ids, ys, ps, es, skipped = [], [], [], [], []
     with torch.no_grad():
-        for batch in tqdm(loader.epoch(0), desc=desc):
+        for batch in tqdm(loader.epoch(0, skipped), desc=desc, unit="batch"):
             ps.append(torch.sigmoid(model(batch.x)).numpy())
             es.append(embed(model, batch.x).numpy())
             ys.append(batch.y.numpy())
             ids += batch.ids
-    return Predictions(ids, np.concatenate(ys), np.concatenate(ps), np.concatenate(es))
+    verify_epoch([ids], loader.rows_in_split, len(skipped))
+    if skipped:
+        log.warning("%s: %d rows have no S1 partner and were not scored (modality %s)",
+                    desc, len(skipped), loader.spec.modality)  # fmt: skip
+    return Predictions(ids, np.concatenate(ys), np.concatenate(ps), np.concatenate(es), skipped)
 
 
 def frequency_baseline(train_y: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -87,7 +95,8 @@ def evaluate_checkpoint(
 
     def loader(which: str) -> PatchLoader:
         spec = DataSpec(lake, which, cfg["modality"], cfg["nomenclature"], version, 64,
-                        cfg["resampling"], False, cfg["stats"])  # fmt: skip
+                        cfg["resampling"], False, cfg["stats"], cfg.get("workers", 2),
+                        cfg.get("prefetch", 2))  # fmt: skip
         return PatchLoader(spec)
 
     test_loader = loader(split)
@@ -120,7 +129,7 @@ def evaluate_checkpoint(
         result["report"] = str(write_report(report_dir, metrics | result, test.y, test.scores,
                                             list(classes), counts))  # fmt: skip
     result.update({"run_id": run_id, "table_version": version, "split": split,
-                   "rows": len(test.ids)})  # fmt: skip
+                   "rows": len(test.ids), "rows_without_s1": len(test.skipped)})  # fmt: skip
     return result
 
 

@@ -1,9 +1,10 @@
 """Live files of a Delta table version, read from its transaction log without Spark.
 
 A Delta folder also holds dead parquet files (rewritten by MERGE, not yet vacuumed): only the
-files that a version's log replay keeps may be handed to a reader such as Petastorm. Supports
-classic checkpoints (single and multi-part) and JSON commits; refuses deletion vectors (a file
-with one has rows that must not be read) and v2 checkpoints.
+files that a version's log replay keeps may be handed to a reader (the training reader reads
+their row groups with pyarrow). Supports classic checkpoints (single and multi-part) and JSON
+commits; refuses deletion vectors (a file with one has rows that must not be read) and v2
+checkpoints.
 """
 
 from __future__ import annotations

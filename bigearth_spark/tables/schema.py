@@ -17,7 +17,7 @@ QUARANTINE, PATCH_METADATA, OFFICIAL_LISTS = "quarantine", "patch_metadata", "of
 INGEST_LEASE = "ingest_lease"
 TABLES = (PAIRS, LABELS, NOMENCLATURE, QUARANTINE, PATCH_METADATA, OFFICIAL_LISTS)
 PARTITION_COLUMNS = {PAIRS: ["split"]}
-# Tables read file-by-file outside Spark (Petastorm) must not use deletion vectors.
+# Tables read file-by-file outside Spark (the training reader) must not use deletion vectors.
 TABLE_PROPERTIES = {PAIRS: {"delta.enableDeletionVectors": "false"}}
 
 

@@ -1,43 +1,46 @@
-"""Training data: Petastorm over the live files of a pinned Delta version of ``pairs``.
+"""Training data: a ``torch.utils.data`` pipeline over the live files of a pinned ``pairs``
+version.
 
-The reader resolves the live parquet files of exactly one table version (``tables.delta_log``),
-keeps the files of one split (the table is partitioned by split), reads only the needed columns
-with ``petastorm.make_batch_reader`` sharded by rank, and turns band bytes into normalised,
-resampled float tensors (vectorised per batch). Petastorm's PyTorch loaders reject binary
-columns, so batching to tensors happens here. Every epoch's patch ids are kept so the training
-loop can prove that each row of the split was delivered exactly once across all ranks.
+:class:`PairsDataset` is an ``IterableDataset``: the live parquet files of exactly one table
+version (``tables.delta_log``) and one split (the table is partitioned by split) are planned into
+equal row ranges, one per rank × DataLoader worker (:mod:`bigearth_spark.train.shards`); each
+worker reads only its row groups with pyarrow (the band columns and the target), re-batches the
+rows while they are still bytes and decodes each batch at once: bytes → float32, normalised at
+native resolution, resampled to the 10 m grid per native size. :class:`PatchLoader` wraps it in
+a ``DataLoader`` (``workers`` processes, ``prefetch`` batches each, pinned memory on CUDA).
+Every batch carries its patch ids and the ids skipped for a missing S1 partner, so the training
+loop and the evaluation prove that each row of the split was delivered exactly once.
+
+Petastorm's reader is not used here: it deals whole row groups to shards by index (unbalanced:
+one rank got ten times the rows of another) and cannot read part of a row group.
 """
 
 from __future__ import annotations
 
-import warnings
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from petastorm import make_batch_reader
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from bigearth_spark.archive.bands import BAND_STATS, MODALITIES, S1_BANDS, Band
 from bigearth_spark.config import normalize_lake
 from bigearth_spark.tables import delta_log
 from bigearth_spark.tables.schema import PAIRS
 from bigearth_spark.tables.write import table_path
+from bigearth_spark.train import shards
 
-# petastorm 0.13.1 uses pyarrow's legacy dataset API; its deprecation warnings are expected.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm\..*")
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyarrow\..*")
-# pairs.issues (a list of structs, quarantine items) is not read by training; Petastorm warns
-# that it skips it when it infers the schema.
-warnings.filterwarnings("ignore", message=r"\[ARROW-1644\] Ignoring unsupported structure")
 RESAMPLING = ("bilinear", "bicubic", "nearest")
 SPLITS = ("train", "validation", "test")
-# Petastorm's thread pool was seen returning no rows for whole sharded reads: default to the
-# in-process pool, whose output the loop verifies every epoch anyway.
-DEFAULT_POOL = "dummy"
+
+
+class EmptySplitError(ValueError):
+    """The pinned table version has no rows in the requested split."""
 
 
 class DataLossError(RuntimeError):
@@ -46,7 +49,8 @@ class DataLossError(RuntimeError):
 
 @dataclass(frozen=True)
 class DataSpec:
-    """What to read: a split of a pinned ``pairs`` version, its bands and targets."""
+    """What to read and how: a split of a pinned ``pairs`` version, its bands and targets, the
+    batch size and the DataLoader's worker processes and prefetch depth."""
 
     lake: str
     split: str = "train"
@@ -57,6 +61,8 @@ class DataSpec:
     resampling: str = "bilinear"
     augment: bool = False
     stats: str = "v1"  # band statistics of which archive version normalise the input
+    workers: int = 2  # DataLoader worker processes per rank (0: decode in the calling process)
+    prefetch: int = 2  # batches each worker prepares ahead
 
     @property
     def bands(self) -> tuple[Band, ...]:
@@ -69,7 +75,8 @@ class DataSpec:
         return any(b in S1_BANDS for b in self.bands)
 
     def validate(self) -> None:
-        """Raise ValueError on an unknown split, modality, nomenclature or resampling."""
+        """Raise ValueError on an unknown split, modality, nomenclature or resampling, or on a
+        batch size, worker count or prefetch depth out of range."""
         for value, allowed in (
             (self.split, SPLITS), (self.modality, tuple(MODALITIES)),
             (self.nomenclature, ("19", "43")), (self.resampling, RESAMPLING),
@@ -77,22 +84,47 @@ class DataSpec:
         ):  # fmt: skip
             if value not in allowed:
                 raise ValueError(f"{value!r} is not one of {allowed}")
+        if self.batch_size < 1 or self.workers < 0 or self.prefetch < 1:
+            raise ValueError("batch_size and prefetch must be >= 1 and workers >= 0")
 
 
 @dataclass
 class Batch:
-    """One batch: inputs N×C×120×120 float32, multi-hot targets N×K float32, patch ids."""
+    """One batch: inputs N×C×120×120 float32, multi-hot targets N×K float32, patch ids, and the
+    ids of rows skipped since the previous batch (no S1 partner for an S1 modality)."""
 
     x: torch.Tensor
     y: torch.Tensor
     ids: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+    def pin_memory(self) -> Batch:
+        """The batch with its tensors in page-locked memory (DataLoader's ``pin_memory``)."""
+        return Batch(self.x.pin_memory(), self.y.pin_memory(), self.ids, self.skipped)
 
 
-def decode_bands(columns: dict[str, np.ndarray], bands: tuple[Band, ...], resampling: str,
+def band_array(column: pa.Array, band: Band) -> np.ndarray:
+    """A binary column of one band → N×size×size native array, zero-copy from Arrow's buffer."""
+    n = len(column)
+    if column.null_count:
+        raise ValueError(f"band {band.name} has {column.null_count} missing values")
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset :][: n + 1]
+    width = band.size * band.size * band.numpy_dtype.itemsize
+    if n and (offsets[-1] - offsets[0] != n * width or np.any(np.diff(offsets) != width)):
+        raise ValueError(f"band {band.name}: values are not {width} bytes each")
+    start = int(offsets[0]) if n else 0
+    raw = np.frombuffer(column.buffers()[2], dtype=np.uint8)[start : start + n * width]
+    return raw.view(band.numpy_dtype).reshape(n, band.size, band.size)
+
+
+def decode_bands(columns: dict[str, pa.ChunkedArray], bands: tuple[Band, ...], resampling: str,
                  stats: dict[str, tuple[float, float]]) -> torch.Tensor:  # fmt: skip
     """Band byte columns → normalised N×C×120×120 float32, resampled to the 10 m grid.
 
-    Bands of one native size are stacked and resampled in one call; normalisation is in place.
+    Conversion and normalisation are one pass per band at native resolution, read straight from
+    Arrow's buffers chunk by chunk (cheaper for the 20 m and 60 m bands; the resampling kernels
+    are linear, so the order does not matter); bands of one native size are then resampled in
+    one call.
     """
     n = len(columns[bands[0].name])
     out = torch.empty((n, len(bands), 120, 120), dtype=torch.float32)
@@ -100,19 +132,23 @@ def decode_bands(columns: dict[str, np.ndarray], bands: tuple[Band, ...], resamp
     for c, b in enumerate(bands):
         by_size.setdefault(b.size, []).append(c)
     for size, channels in by_size.items():
-        group = np.empty((n, len(channels), size, size), dtype=np.float32)
+        native = out.numpy() if size == 120 else np.empty((n, len(channels), size, size),
+                                                          dtype=np.float32)  # fmt: skip
         for j, c in enumerate(channels):
             b = bands[c]
-            raw = np.frombuffer(b"".join(columns[b.name]), dtype=b.numpy_dtype)
-            group[:, j] = raw.reshape(n, size, size)
-        t = torch.from_numpy(group)
+            mean, std = stats[b.name]
+            target, row = native[:, c] if size == 120 else native[:, j], 0
+            for chunk in columns[b.name].chunks:
+                part = target[row : row + len(chunk)]
+                np.subtract(band_array(chunk, b), np.float32(mean), out=part, dtype=np.float32)
+                part *= np.float32(1.0 / std)
+                row += len(chunk)
         if size != 120:
             kw = {} if resampling == "nearest" else {"align_corners": False}
-            t = F.interpolate(t, size=(120, 120), mode=resampling, **kw)
-        out[:, channels] = t
-    mean = torch.tensor([stats[b.name][0] for b in bands]).view(1, -1, 1, 1)
-    std = torch.tensor([stats[b.name][1] for b in bands]).view(1, -1, 1, 1)
-    return out.sub_(mean).div_(std)
+            out[:, channels] = F.interpolate(
+                torch.from_numpy(native), size=(120, 120), mode=resampling, **kw
+            )
+    return out
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -126,96 +162,148 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.cat([torch.rot90(x[i : i + 1], int(k[i]), dims=(-2, -1)) for i in range(n)])
 
 
-class PatchLoader:
-    """Sharded, version-pinned reader of one split of ``pairs`` producing :class:`Batch` es."""
+def split_files(spec: DataSpec) -> tuple[int, list[delta_log.LiveFile]]:
+    """(version, live files of the split) of the pinned ``pairs`` version.
 
-    def __init__(self, spec: DataSpec, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 reader_pool: str = DEFAULT_POOL, workers: int = 2) -> None:  # fmt: skip
+    Raises :class:`EmptySplitError`, saying how many rows have no split and how to give them
+    one, when the split has no rows.
+    """
+    snap = delta_log.snapshot(table_path(normalize_lake(spec.lake), PAIRS), spec.version)
+    files = [f for f in snap.where(split=spec.split) if f.num_records != 0]
+    if files:
+        return snap.version, files
+    unassigned = sum(f.num_records or 0 for f in snap.where(split=None))
+    hint = (
+        f"; {unassigned} rows of this version have no split because the official lists were "
+        "not ingested: re-run the ingest with --lists <folder of train.csv, val.csv, test.csv "
+        "(v1) or metadata.parquet (v2)>"
+        if unassigned else "; the table has no rows of any unassigned split either"
+    )  # fmt: skip
+    raise EmptySplitError(f"split {spec.split!r} has no rows in pairs version {snap.version}{hint}")
+
+
+class PairsDataset(IterableDataset):
+    """One rank's share of a split, as :class:`Batch` es, split again among DataLoader workers.
+
+    Rank ``rank`` of ``world_size`` reads rows ``[N·rank/W, N·(rank+1)/W)`` of the epoch's row
+    order (±1 row: balanced whatever the row-group sizes), each worker an equal part of that.
+    Call :meth:`set_epoch` before iterating (the row order and augmentation depend on it).
+    """
+
+    def __init__(self, spec: DataSpec, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
         spec.validate()
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
         self.spec, self.rank, self.world_size, self.seed = spec, rank, world_size, seed
-        self.reader_pool, self.workers = reader_pool, workers
-        snap = delta_log.snapshot(table_path(normalize_lake(spec.lake), PAIRS), spec.version)
-        self.version = snap.version
-        self.files = snap.where(split=spec.split)
-        if not self.files:
-            raise ValueError(f"split {spec.split!r} has no rows in pairs version {self.version}")
-        row_groups = sum(pq.ParquetFile(f.path).metadata.num_row_groups for f in self.files)
-        # Petastorm shards by row group; with fewer row groups than ranks, every rank reads the
-        # split and keeps the rows whose id hashes to it (still exactly once, more reading).
-        self.hash_sharding = world_size > row_groups
+        self.version, files = split_files(spec)
+        self.groups = shards.row_groups([f.path for f in files])
+        self.rows_in_split = sum(g.rows for g in self.groups)
+        logged = sum(f.num_records or 0 for f in files)
+        if all(f.num_records is not None for f in files) and logged != self.rows_in_split:
+            raise DataLossError(f"the Delta log counts {logged} rows in split {spec.split!r}, "
+                                f"the parquet footers {self.rows_in_split}")  # fmt: skip
         self.target = f"multi_hot_{spec.nomenclature}"
         self.columns = ["patch_id", self.target, *[b.name for b in spec.bands]]
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch (row order and augmentation) of the next iteration."""
+        self.epoch = epoch
+
+    def slices(self, part: int, parts: int) -> list[shards.Slice]:
+        """The row-group slices of reader ``part`` of ``parts`` in this epoch."""
+        order = shards.epoch_order(self.groups, self.seed, self.epoch, self.spec.split == "train")
+        return shards.plan(order, parts, part)
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        part = self.rank * workers + worker
+        yield from self._batches(self.slices(part, self.world_size * workers), part)
+
+    def _tables(self, slices: list[shards.Slice]) -> Iterator[pa.Table]:
+        files: dict[str, pq.ParquetFile] = {}
+        for s in slices:
+            f = files.get(s.group.path) or files.setdefault(
+                s.group.path, pq.ParquetFile(s.group.path, memory_map=True)
+            )
+            yield f.read_row_group(s.group.index, columns=self.columns).slice(s.start, s.rows)
+
+    def _batches(self, slices: list[shards.Slice], part: int) -> Iterator[Batch]:
+        """Re-batch the slices' rows while still bytes; decode each batch once."""
+        stats = BAND_STATS[self.spec.stats]
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 1009 + part)
+        pending: list[pa.Table] = []
+        size, skipped = 0, []
+        size_cap = self.spec.batch_size
+
+        def emit(n: int) -> Batch:
+            nonlocal pending, size, skipped
+            table = pa.concat_tables(pending) if pending else None  # no copy of band bytes
+            head = table.slice(0, n) if table is not None else None
+            pending = [table.slice(n)] if table is not None and size > n else []
+            size -= n
+            batch = self._decode(head, stats, gen, skipped)
+            skipped = []
+            return batch
+
+        for table in self._tables(slices):
+            if self.spec.needs_s1:
+                has_s1 = table.column(S1_BANDS[0].name).is_valid()
+                skipped += table.filter(pc.invert(has_s1)).column("patch_id").to_pylist()
+                table = table.filter(has_s1)
+            pending.append(table)
+            size += table.num_rows
+            while size >= size_cap:
+                yield emit(size_cap)
+        if size or skipped:
+            yield emit(size)
+
+    def _decode(self, table: pa.Table | None, stats: dict[str, tuple[float, float]],
+                gen: torch.Generator, skipped: list[str]) -> Batch:  # fmt: skip
+        bands, k = self.spec.bands, int(self.target.rsplit("_", 1)[1])
+        if table is None or table.num_rows == 0:
+            empty = torch.empty((0, len(bands), 120, 120)), torch.empty((0, k))
+            return Batch(*empty, [], skipped)
+        cols = {b.name: table.column(b.name) for b in bands}
+        x = decode_bands(cols, bands, self.spec.resampling, stats)
+        if self.spec.augment:
+            x = augment(x, gen)
+        flat = pc.list_flatten(table.column(self.target)).to_numpy(zero_copy_only=False)
+        y = torch.from_numpy(flat.astype(np.float32))
+        return Batch(x, y.view(len(table), -1), table.column("patch_id").to_pylist(), skipped)
+
+
+class PatchLoader:
+    """A rank's batches of one split per epoch: :class:`PairsDataset` in a ``DataLoader`` with
+    ``spec.workers`` processes, ``spec.prefetch`` batches each, pinned memory on CUDA."""
+
+    def __init__(self, spec: DataSpec, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
+        self.dataset = PairsDataset(spec, rank, world_size, seed)
+        self.spec, self.version = spec, self.dataset.version
 
     @property
     def rows_in_split(self) -> int:
-        """Rows of the split in this version, from the Delta log's statistics."""
-        return sum(f.num_records or 0 for f in self.files)
-
-    def _reader(self, epoch: int):
-        return make_batch_reader(
-            [f"file://{f.path}" for f in self.files],
-            schema_fields=self.columns,
-            reader_pool_type=self.reader_pool,
-            workers_count=self.workers,
-            shuffle_row_groups=self.spec.split == "train",
-            seed=self.seed + epoch,
-            cur_shard=None if self.hash_sharding or self.world_size == 1 else self.rank,
-            shard_count=None if self.hash_sharding or self.world_size == 1 else self.world_size,
-            num_epochs=1,
-        )
-
-    def _rows(self, epoch: int, skipped: list[str] | None) -> Iterator[dict[str, np.ndarray]]:
-        """Column dicts of this rank's rows, row group by row group (still band bytes)."""
-        with self._reader(epoch) as reader:
-            for rb in reader:
-                cols = {k: np.asarray(v) for k, v in rb._asdict().items()}
-                cols["patch_id"] = cols["patch_id"].astype(str)
-                keep = np.ones(len(cols["patch_id"]), dtype=bool)
-                if self.hash_sharding:
-                    keep &= np.array([_shard_of(i, self.world_size) == self.rank
-                                      for i in cols["patch_id"]], dtype=bool)  # fmt: skip
-                if self.spec.needs_s1:
-                    has_s1 = np.array([v is not None for v in cols[S1_BANDS[0].name]], dtype=bool)
-                    if skipped is not None:
-                        skipped += cols["patch_id"][keep & ~has_s1].tolist()
-                    keep &= has_s1
-                if keep.any():
-                    yield {k: v[keep] for k, v in cols.items()}
+        """Rows of the split in the pinned version (all ranks together)."""
+        return self.dataset.rows_in_split
 
     def epoch(self, epoch: int = 0, skipped: list[str] | None = None) -> Iterator[Batch]:
-        """Batches of this rank's shard for one epoch (the last one may be smaller).
+        """This rank's batches of one epoch (the last one of each worker may be smaller).
 
-        Rows are re-batched while still bytes, so each batch is decoded once. Ids of rows
-        skipped because the modality needs a missing S1 partner go to ``skipped``.
+        Ids of rows skipped because the modality needs a missing S1 partner go to ``skipped``.
         """
-        stats = BAND_STATS[self.spec.stats]
-        gen = torch.Generator().manual_seed(self.seed * 1000 + epoch * 10 + self.rank)
-        pending: list[dict[str, np.ndarray]] = []
-        size = 0
-
-        def emit(n: int) -> Batch:
-            nonlocal pending, size
-            cols = {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
-            head = {k: v[:n] for k, v in cols.items()}
-            pending = [{k: v[n:] for k, v in cols.items()}] if size > n else []
-            size -= n
-            x = decode_bands(head, self.spec.bands, self.spec.resampling, stats)
-            if self.spec.augment:
-                x = augment(x, gen)
-            y = torch.from_numpy(np.stack(head[self.target]).astype(np.float32))
-            return Batch(x, y, head["patch_id"].tolist())
-
-        for cols in self._rows(epoch, skipped):
-            pending.append(cols)
-            size += len(cols["patch_id"])
-            while size >= self.spec.batch_size:
-                yield emit(self.spec.batch_size)
-        if size:
-            yield emit(size)
-
-
-def _shard_of(patch_id: str, world_size: int) -> int:
-    return zlib.crc32(patch_id.encode()) % world_size
+        self.dataset.set_epoch(epoch)
+        workers = self.spec.workers
+        loader = DataLoader(
+            self.dataset, batch_size=None, num_workers=workers,
+            prefetch_factor=self.spec.prefetch if workers else None,
+            pin_memory=torch.cuda.is_available(),
+        )  # fmt: skip
+        for batch in loader:
+            if skipped is not None:
+                skipped += batch.skipped
+            if batch.ids:
+                yield batch
 
 
 def verify_epoch(ids_per_rank: list[list[str]], expected: int, skipped: int = 0) -> int:

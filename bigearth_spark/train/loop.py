@@ -27,7 +27,6 @@ from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model
 
 log = logging.getLogger(__name__)
-logging.getLogger("petastorm").setLevel(logging.WARNING)
 
 
 @dataclass
@@ -50,7 +49,8 @@ class TrainConfig:
     augment: bool = True
     stats: str = "v1"
     seed: int = 0
-    reader_pool: str = "dummy"
+    workers: int = 2  # DataLoader worker processes per rank that read and decode batches
+    prefetch: int = 2  # batches each worker prepares ahead
     mlflow_uri: str = "./mlruns"
     experiment: str = "bigearth_spark"
 
@@ -67,7 +67,8 @@ class TrainConfig:
 
 def _spec(cfg: TrainConfig, split: str, version: int | None) -> DataSpec:
     return DataSpec(cfg.lake, split, cfg.modality, cfg.nomenclature, version, cfg.batch_size,
-                    cfg.resampling, cfg.augment and split == "train", cfg.stats)  # fmt: skip
+                    cfg.resampling, cfg.augment and split == "train", cfg.stats, cfg.workers,
+                    cfg.prefetch)  # fmt: skip
 
 
 def _gather_epoch(ids: list[str], loader: PatchLoader, skipped: list[str]) -> int:
@@ -83,15 +84,18 @@ def evaluate(model: torch.nn.Module, loader: PatchLoader, device: torch.device) 
     ids, ys, ps, skipped = [], [], [], []
     with torch.no_grad():
         for batch in loader.epoch(0, skipped):
-            ps.append(torch.sigmoid(model(batch.x.to(device)).float()).cpu().numpy())
+            ps.append(
+                torch.sigmoid(model(batch.x.to(device, non_blocking=True)).float()).cpu().numpy()
+            )
             ys.append(batch.y.numpy())
             ids += batch.ids
-    _gather_epoch(ids, loader, skipped)
+    seen = _gather_epoch(ids, loader, skipped)
     k = len(NOMENCLATURES[loader.spec.nomenclature])
     y = np.concatenate([a for part in hvd.allgather_object(ys) for a in part] or [np.zeros((0, k))])
     p = np.concatenate([a for part in hvd.allgather_object(ps) for a in part] or [np.zeros((0, k))])
     metrics = multilabel_metrics(y, p)
     metrics["rows"] = len(y)
+    metrics["rows_without_s1"] = loader.rows_in_split - seen
     return metrics
 
 
@@ -109,10 +113,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     resumed = checkpoint.load(out / checkpoint.LATEST)
     state = resumed["state"] if resumed else checkpoint.TrainState()
     version = state.table_version if resumed else cfg.table_version
-    train_loader = PatchLoader(_spec(cfg, "train", version), rank, world, cfg.seed, cfg.reader_pool)
+    train_loader = PatchLoader(_spec(cfg, "train", version), rank, world, cfg.seed)
     version = train_loader.version
-    val_loader = PatchLoader(_spec(cfg, "validation", version), rank, world, cfg.seed,
-                             cfg.reader_pool)  # fmt: skip
+    val_loader = PatchLoader(_spec(cfg, "validation", version), rank, world, cfg.seed)
     state.table_version = version
     classes = len(NOMENCLATURES[cfg.nomenclature])
     model = build_model(cfg.model, len(train_loader.spec.bands), classes).to(device)
@@ -147,7 +150,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 group["lr"] = base_lr * min(1.0, (state.step + 1) / warmup_steps)
             opt.zero_grad()
             with torch.autocast(device.type, enabled=cuda):
-                loss = loss_fn(model(batch.x.to(device)), batch.y.to(device))
+                loss = loss_fn(
+                    model(batch.x.to(device, non_blocking=True)),
+                    batch.y.to(device, non_blocking=True),
+                )
             scaler.scale(loss).backward()
             if cuda:
                 opt.synchronize()
@@ -163,8 +169,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         bar.close()
-        # Shards differ in size: ranks that finish early join (contributing zero gradients) and
-        # skip the last steps; the last rank to join holds the weights everyone continues from.
+        # Shards are equal (±1 row) but their last batches may differ in number: ranks that
+        # finish early join (contributing zero gradients); the last rank to join holds the
+        # weights everyone continues from.
         last = hvd.join()
         hvd.broadcast_parameters(model.state_dict(), root_rank=last)
         hvd.broadcast_optimizer_state(opt, root_rank=last)

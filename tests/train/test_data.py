@@ -1,4 +1,5 @@
-"""The Petastorm reader over pinned Delta versions: live files, exactly-once sharding, decoding."""
+"""The training reader over pinned Delta versions: live files, balanced exactly-once shards across
+ranks × DataLoader workers, decoding, and a clear error for an empty split."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import torch.nn.functional as F
 from bigearth_spark.archive.bands import BAND_STATS, MODALITIES
 from bigearth_spark.tables import delta_log, schema
 from bigearth_spark.tables.write import table_path
-from bigearth_spark.train.data import DataLossError, DataSpec, PatchLoader, verify_epoch
+from bigearth_spark.train.data import (
+    DataLossError,
+    DataSpec,
+    EmptySplitError,
+    PatchLoader,
+    verify_epoch,
+)
+from bigearth_spark.train.shards import row_groups
 
 
 def spark_files(spark, path, version=None):
@@ -59,20 +67,60 @@ def train_ids(spark, lake, split="train", version=None):
     return {r.patch_id: r.s1_patch_id for r in df.select("patch_id", "s1_patch_id").collect()}
 
 
-@pytest.mark.parametrize("world", [1, 2, 3])
-def test_every_row_exactly_once_across_ranks(spark, v1_lake, world):
-    lake, _ = v1_lake
-    truth = train_ids(spark, lake)
-    per_rank, skipped = [], []
-    for rank in range(world):
-        loader = PatchLoader(DataSpec(lake, "train", "s1s2", batch_size=4), rank, world)
-        ids = [i for b in loader.epoch(0, skipped) for i in b.ids]
-        per_rank.append(ids)
-    assert verify_epoch(per_rank, loader.rows_in_split, len(skipped)) == len(truth) - len(skipped)
-    assert {i for ids in per_rank for i in ids} == {p for p, s1 in truth.items() if s1}
-    assert set(skipped) == {p for p, s1 in truth.items() if not s1}
-    if world == 2:
-        assert all(per_rank)  # both ranks got rows
+@pytest.fixture(scope="module")
+def uneven_lake(spark, v1_lake, tmp_path_factory):
+    """The v1 lake with ``pairs`` rewritten into small files of uneven row groups (2-3 rows,
+    then a smaller last one per file), as Spark's writer makes them at scale."""
+    lake = tmp_path_factory.mktemp("uneven") / "lake"
+    shutil.copytree(v1_lake[0], lake)
+    path = table_path(str(lake), schema.PAIRS)
+    conf = {
+        "parquet.block.size": "700000",
+        "parquet.block.size.row.check.min": "1",
+        "parquet.block.size.row.check.max": "1",
+        "spark.sql.files.maxRecordsPerFile": "5",
+    }
+    before = {k: spark.conf.get(k, None) for k in conf}
+    try:
+        for k, v in conf.items():
+            spark.conf.set(k, v)
+        df = spark.read.format("delta").load(path)
+        df.repartition(3).write.format("delta").mode("overwrite").save(path)
+    finally:
+        for k, v in before.items():
+            spark.conf.unset(k) if v is None else spark.conf.set(k, v)
+    files = delta_log.snapshot(path).where(split="train")
+    sizes = [g.rows for g in row_groups([f.path for f in files])]
+    assert len(sizes) > 4 and len(set(sizes)) > 1, sizes
+    return str(lake)
+
+
+@pytest.mark.parametrize(("world", "workers"), [(1, 2), (2, 0), (3, 2), (4, 1), (4, 2)])
+def test_ranks_and_workers_get_every_row_once_in_equal_shares(spark, uneven_lake, world, workers):
+    truth = train_ids(spark, uneven_lake)
+    for epoch in (0, 1):
+        per_rank, skipped = [], []
+        for rank in range(world):
+            spec = DataSpec(uneven_lake, "train", "s1s2", batch_size=4, workers=workers)
+            loader = PatchLoader(spec, rank, world)
+            skipped.append([])
+            per_rank.append([i for b in loader.epoch(epoch, skipped[-1]) for i in b.ids])
+        shares = [len(ids) + len(s) for ids, s in zip(per_rank, skipped, strict=True)]
+        assert max(shares) - min(shares) <= 1, shares  # balanced whatever the row groups
+        n_skipped = sum(map(len, skipped))
+        assert verify_epoch(per_rank, loader.rows_in_split, n_skipped) == len(truth) - n_skipped
+        assert {i for ids in per_rank for i in ids} == {p for p, s1 in truth.items() if s1}
+        assert {i for s in skipped for i in s} == {p for p, s1 in truth.items() if not s1}
+
+
+def test_a_split_without_rows_says_why_and_how_to_fix(spark, v1_lake, tmp_path):
+    lake = str(tmp_path / "lake")
+    shutil.copytree(v1_lake[0], lake)
+    pairs = table_path(lake, schema.PAIRS)
+    spark.sql(f"UPDATE delta.`{pairs}` SET split = NULL")  # as if no official lists were given
+    rows = spark.read.format("delta").load(pairs).count()
+    with pytest.raises(EmptySplitError, match=rf"'train' has no rows .*; {rows} rows .*--lists"):
+        PatchLoader(DataSpec(lake, "train"))
 
 
 def test_verify_epoch_fails_loudly():
