@@ -132,22 +132,19 @@ def decode_bands(columns: dict[str, pa.ChunkedArray], bands: tuple[Band, ...], r
     for c, b in enumerate(bands):
         by_size.setdefault(b.size, []).append(c)
     for size, channels in by_size.items():
-        native = out.numpy() if size == 120 else np.empty((n, len(channels), size, size),
-                                                          dtype=np.float32)  # fmt: skip
+        native = out if size == 120 else torch.empty((n, len(channels), size, size))
         for j, c in enumerate(channels):
             b = bands[c]
             mean, std = stats[b.name]
             target, row = native[:, c] if size == 120 else native[:, j], 0
             for chunk in columns[b.name].chunks:
                 part = target[row : row + len(chunk)]
-                np.subtract(band_array(chunk, b), np.float32(mean), out=part, dtype=np.float32)
-                part *= np.float32(1.0 / std)
+                part.copy_(torch.from_numpy(band_array(chunk, b)))  # converts to float32
+                part.sub_(mean).mul_(1.0 / std)
                 row += len(chunk)
         if size != 120:
             kw = {} if resampling == "nearest" else {"align_corners": False}
-            out[:, channels] = F.interpolate(
-                torch.from_numpy(native), size=(120, 120), mode=resampling, **kw
-            )
+            out[:, channels] = F.interpolate(native, size=(120, 120), mode=resampling, **kw)
     return out
 
 
