@@ -84,9 +84,11 @@ def frequency_baseline(train_y: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 def evaluate_checkpoint(
     spark: SparkSession, lake: str, ckpt_path: str | Path, split: str = "test",
     archive_split: str | None = "train", report_dir: str | Path | None = None,
-    ks: tuple[int, ...] = (10, 20),
+    ks: tuple[int, ...] = (10, 20), workers: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Evaluate a checkpoint; append rows to the ``metrics`` table; write the report."""
+    """Evaluate a checkpoint; append rows to the ``metrics`` table; write the report.
+
+    ``workers`` reader processes (default: the training run's setting)."""
     ckpt = checkpoint.load(Path(ckpt_path))
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint at {ckpt_path}")
@@ -95,7 +97,8 @@ def evaluate_checkpoint(
 
     def loader(which: str) -> PatchLoader:
         spec = DataSpec(lake, which, cfg["modality"], cfg["nomenclature"], version, 64,
-                        cfg["resampling"], False, cfg["stats"], cfg.get("workers", 2),
+                        cfg["resampling"], False, cfg["stats"],
+                        cfg.get("workers", 2) if workers is None else workers,
                         cfg.get("prefetch", 2))  # fmt: skip
         return PatchLoader(spec)
 
@@ -142,11 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--archive-split", default="train", help="retrieval archive ('' to skip)")
     p.add_argument("--report", help="report folder (PNG charts + index.html)")
     p.add_argument("--profile", default="local")
+    p.add_argument("--workers", type=int, help="reader processes (default: the training run's)")
     args = p.parse_args(argv)
     cfg = load_config(args.profile, lake=args.lake)
     spark = build_spark("bigearth-evaluate", cfg.master, cfg.spark_conf)
     result = evaluate_checkpoint(spark, normalize_lake(cfg.lake), args.checkpoint, args.split,
-                                 args.archive_split or None, args.report)  # fmt: skip
+                                 args.archive_split or None, args.report,
+                                 workers=args.workers)  # fmt: skip
     if "baseline_micro_f1" in result:
         print(f"{args.split}: micro-F1 {result['micro_f1']:.3f} vs label-frequency baseline "
               f"{result['baseline_micro_f1']:.3f}; macro-AP {result['macro_ap']:.3f}")  # fmt: skip

@@ -68,7 +68,14 @@ def test_evaluation_writes_metrics_table_and_report(spark, trained):
     proc = run_cli("python", "jobs/evaluate.py", "--lake", lake, "--checkpoint",
                    straight["checkpoint"], "--split", "test", "--report", str(report))  # fmt: skip
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["table_version"] == straight["table_version"] and result["rows"] > 0
+    assert result["table_version"] == straight["table_version"]
+    test_rows = (
+        spark.read.format("delta").option("versionAsOf", result["table_version"])
+        .load(table_path(lake, schema.PAIRS)).where("split = 'test'")
+    )  # fmt: skip
+    without_s1 = test_rows.where("VV IS NULL").count()
+    assert (result["rows"], result["rows_without_s1"]) == (test_rows.count() - without_s1,
+                                                            without_s1)  # fmt: skip
     assert "cosine_map_at_10" in result and "hamming_precision_at_10" in result
     metrics = spark.read.format("delta").load(table_path(lake, "metrics"))
     rows = metrics.where(f"run_id = '{result['run_id']}'").collect()
