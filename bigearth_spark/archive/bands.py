@@ -111,6 +111,7 @@ BAND_STATS: dict[str, dict[str, tuple[float, float]]] = {
 # Input band sets of the models: name → bands in channel order.
 MODALITIES: dict[str, tuple[Band, ...]] = {
     "s1": S1_BANDS,
+    "s2-rgb": (ALL_BANDS["B04"], ALL_BANDS["B03"], ALL_BANDS["B02"]),  # the papers' RGB rows
     "s2": S2_10_BANDS,  # the papers' 10 S2 bands
     "s2-12": S2_BANDS,
     "s1s2": (*S2_10_BANDS, *S1_BANDS),  # BigEarthNet-MM: 10 S2 + VV, VH

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from bigearth_spark.archive.labels import NOMENCLATURES
 from bigearth_spark.train import checkpoint
 from bigearth_spark.train.data import DataSpec, PatchLoader, verify_epoch
+from bigearth_spark.train.init import freeze_backbone, initialise, trainable
 from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model
 
@@ -36,6 +37,8 @@ class TrainConfig:
     lake: str = "lake"
     out: str = "runs/default"
     model: str = "s-cnn"
+    init: str = "scratch"  # scratch | imagenet | path of a checkpoint or state dict
+    freeze_backbone: bool = False  # train the head only ("ImageNet features")
     modality: str = "s1s2"
     nomenclature: str = "19"
     table_version: int | None = None  # None: latest; a resumed run keeps its recorded version
@@ -118,13 +121,20 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     val_loader = PatchLoader(_spec(cfg, "validation", version), rank, world, cfg.seed)
     state.table_version = version
     classes = len(NOMENCLATURES[cfg.nomenclature])
-    model = build_model(cfg.model, len(train_loader.spec.bands), classes).to(device)
+    bands = train_loader.spec.bands
+    model = build_model(cfg.model, len(bands), classes)
+    if not resumed:  # a resumed run loads its own weights below
+        initialise(model, cfg.model, cfg.init, bands)
+    if cfg.freeze_backbone:
+        freeze_backbone(model)
+    model = model.to(device)
     base_lr = cfg.lr * world
     # Wrap first: DistributedOptimizer builds a new optimizer from the param groups, so state
     # loaded into the inner one would be lost.
+    params = trainable(model)
     opt = hvd.DistributedOptimizer(
-        torch.optim.Adam(model.parameters(), lr=base_lr, weight_decay=cfg.weight_decay),
-        named_parameters=model.named_parameters(),
+        torch.optim.Adam([p for _, p in params], lr=base_lr, weight_decay=cfg.weight_decay),
+        named_parameters=params,
     )
     if resumed:
         model.load_state_dict(resumed["model"])

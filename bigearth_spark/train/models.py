@@ -23,6 +23,14 @@ class MultiLabelNet(nn.Module):
         super().__init__()
         self.body = body
         self.head = nn.Linear(feature_dim, num_classes)
+        self.frozen_body = False  # see train.init.freeze_backbone
+
+    def train(self, mode: bool = True) -> MultiLabelNet:
+        """Set train/eval mode; a frozen body stays in eval mode (batch norm, dropout)."""
+        super().train(mode)
+        if self.frozen_body:
+            self.body.eval()
+        return self
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate-layer features, N×D (dropout included: call ``eval()`` for inference)."""
