@@ -1,4 +1,4 @@
-"""``bigearth-spark``: synth | ingest | sql | export | train | evaluate."""
+"""``bigearth-spark``: synth | ingest | sql | export | experiment | train | evaluate."""
 
 from __future__ import annotations
 
@@ -87,6 +87,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """Run a grid of training runs (a paper's table), or report it beside the published one."""
+    from bigearth_spark.experiments.grid import Grid, run_grid
+    from bigearth_spark.experiments.report import write_report
+
+    grid = Grid.load(args.grid)
+    if args.action == "run":
+        from bigearth_spark.config import normalize_lake
+
+        cfg = _config(args)
+        given = {"epochs": args.epochs, "batch_size": args.batch_size}
+        overrides = {k: v for k, v in given.items() if v is not None}
+        status = run_grid(_spark(cfg, "bigearth-experiment"), grid, normalize_lake(cfg.lake),
+                          args.out, args.ranks, args.archive_split or None,
+                          **overrides)  # fmt: skip
+        console.print(status)
+        if "failed" in status.values():
+            return 1
+    text, page = write_report(grid, args.out)
+    console.print(text)
+    console.print(f"report: {page}")
+    return 0
+
+
 def cmd_train(argv: Sequence[str]) -> int:
     """Train (the flags of jobs/train.py; one process per rank under horovodrun)."""
     from bigearth_spark.train.launch import main as train_main
@@ -146,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--patch-id", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_export)
+
+    s = spark_command("experiment", "run a grid of training runs or report it (paper tables)")
+    s.add_argument("action", choices=["run", "report"])
+    s.add_argument("grid", help="conf/experiments/<name>.yaml")
+    s.add_argument("--out", default="runs/experiments", help="folder of the grids' runs")
+    s.add_argument("--ranks", type=int, default=1, help="horovodrun ranks per cell")
+    s.add_argument("--epochs", type=int, help="override the grid's epochs (a quick look)")
+    s.add_argument("--batch-size", type=int, help="override the grid's batch size")
+    s.add_argument("--archive-split", default="train", help="retrieval archive ('' to skip)")
+    s.set_defaults(func=cmd_experiment)
 
     for name, func in PASS_THROUGH.items():  # listed for --help; main() hands them their flags
         sub.add_parser(name, help=func.__doc__, add_help=False)

@@ -1,0 +1,74 @@
+"""A 2×2 experiment grid on the synthetic lake with tiny epochs: every cell trains and is
+evaluated, a re-run skips finished cells and runs failed ones again, the report holds ours
+beside the published figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from bigearth_spark.experiments.grid import ERROR, RESULT, Grid, cell_dir, run_grid
+from bigearth_spark.experiments.report import NOT_PUBLISHED, write_report
+from bigearth_spark.tables.write import table_path
+
+pytestmark = pytest.mark.slow
+
+
+def grid_file(tmp_path, start):
+    cells = [
+        {"name": f"{m}-{mod}", "model": m, "modality": mod}
+        for m in ("s-cnn", "k-branch") for mod in ("s2-rgb", "s1s2")
+    ]  # fmt: skip
+    cells[0]["published"] = {"micro_f1": 0.5}
+    cells[3]["init"] = str(start)  # fine-tunes from a checkpoint that does not exist yet
+    cells.append({"name": "unavailable", "model": None, "note": "not in the zoo",
+                  "published": {"micro_f1": 0.4}})  # fmt: skip
+    doc = {"name": "tiny", "title": "A tiny grid", "source": "a test", "split": "test",
+           "metrics": ["micro_f1", "macro_ap"],
+           "train": {"epochs": 1, "batch_size": 8, "workers": 0, "augment": False,
+                     "mlflow_uri": str(tmp_path / "mlruns")},
+           "cells": cells}  # fmt: skip
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return Grid.load(path)
+
+
+def test_grid_runs_resumes_and_reports(spark, v1_lake, tmp_path):
+    lake, _ = v1_lake
+    start = tmp_path / "start.pt"
+    grid = grid_file(tmp_path, start)
+    out = tmp_path / "runs"
+    status = run_grid(spark, grid, lake, out, archive_split=None)
+    assert status == {"s-cnn-s2-rgb": "done", "s-cnn-s1s2": "done", "k-branch-s2-rgb": "done",
+                      "k-branch-s1s2": "failed", "unavailable": "not runnable"}  # fmt: skip
+    failed = cell_dir(out, grid, grid.cells[3])
+    assert "no checkpoint or state dict" in (failed / ERROR).read_text()
+    # the failed cell's start now exists: the next run trains it and skips the finished ones
+    done = cell_dir(out, grid, grid.cells[2]) / "run" / "best.pt"
+    start.write_bytes(done.read_bytes())
+    stamps = {c.name: (cell_dir(out, grid, c) / RESULT).stat().st_mtime_ns
+              for c in grid.cells[:3]}  # fmt: skip
+    status = run_grid(spark, grid, lake, out, archive_split=None)
+    assert status == {"s-cnn-s2-rgb": "skipped", "s-cnn-s1s2": "skipped",
+                      "k-branch-s2-rgb": "skipped", "k-branch-s1s2": "done",
+                      "unavailable": "not runnable"}  # fmt: skip
+    assert not (failed / ERROR).exists()
+    assert stamps == {c.name: (cell_dir(out, grid, c) / RESULT).stat().st_mtime_ns
+                      for c in grid.cells[:3]}  # fmt: skip
+    results = {c.name: json.loads((cell_dir(out, grid, c) / RESULT).read_text())
+               for c in grid.cells[:4]}  # fmt: skip
+    assert {r["config"]["modality"] for r in results.values()} == {"s2-rgb", "s1s2"}
+    metrics = spark.read.format("delta").load(table_path(lake, "metrics"))
+    run_ids = {r["metrics"]["run_id"] for r in results.values()}
+    assert {r.run_id for r in metrics.select("run_id").distinct().collect()} >= run_ids
+
+    text, page = write_report(grid, out)
+    ours = results["s-cnn-s2-rgb"]["metrics"]["micro_f1"]
+    row = next(line for line in text.splitlines() if line.startswith("| s-cnn-s2-rgb "))
+    assert f"{ours:.4f} | 0.5000 | {ours - 0.5:+.4f}" in row
+    assert NOT_PUBLISHED in next(line for line in text.splitlines() if "| k-branch-s1s2 " in line)
+    assert "not in the zoo" in text and "0.4000" in text
+    assert page.is_file() and (page.parent / "report.png").stat().st_size > 0
+    assert "A tiny grid" in page.read_text()
