@@ -92,6 +92,10 @@ def _load_checkpoint(model: MultiLabelNet, path: Path) -> None:
     if any(state[k].shape != own[k].shape for k in head if k in own):
         log.warning("init %s: its head has another class count; the head starts anew", path)
         state = {k: v for k, v in state.items() if k not in head}
+    wrong = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if wrong:
+        raise ValueError(f"init {path} does not fit this model (other input bands or model?): "
+                         f"shapes differ for {wrong[:5]}")  # fmt: skip
     missing, unexpected = model.load_state_dict(state, strict=False)
     body_missing = [k for k in missing if not k.startswith("head.")]
     if body_missing or unexpected:

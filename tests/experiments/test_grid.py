@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 
+from bigearth_spark.archive.bands import MODALITIES
 from bigearth_spark.experiments.grid import ERROR, RESULT, Grid, cell_dir, run_grid
 from bigearth_spark.experiments.report import NOT_PUBLISHED, write_report
 from bigearth_spark.tables.write import table_path
+from bigearth_spark.train.models import build_model
 
 pytestmark = pytest.mark.slow
 
@@ -45,9 +48,9 @@ def test_grid_runs_resumes_and_reports(spark, v1_lake, tmp_path):
                       "k-branch-s1s2": "failed", "unavailable": "not runnable"}  # fmt: skip
     failed = cell_dir(out, grid, grid.cells[3])
     assert "no checkpoint or state dict" in (failed / ERROR).read_text()
-    # the failed cell's start now exists: the next run trains it and skips the finished ones
-    done = cell_dir(out, grid, grid.cells[2]) / "run" / "best.pt"
-    start.write_bytes(done.read_bytes())
+    # the failed cell's start (a state dict) now exists: the next run trains it and skips the
+    # finished ones
+    torch.save(build_model("k-branch", len(MODALITIES["s1s2"]), 19).state_dict(), start)
     stamps = {c.name: (cell_dir(out, grid, c) / RESULT).stat().st_mtime_ns
               for c in grid.cells[:3]}  # fmt: skip
     status = run_grid(spark, grid, lake, out, archive_split=None)

@@ -38,7 +38,8 @@ def test_first_conv_rule():
     # an input equal on every channel gets the RGB network's response
     x = torch.randn(1, 1, 9, 9)
     ours = torch.nn.functional.conv2d(x.expand(1, 12, 9, 9), w)
-    torch.testing.assert_close(ours, torch.nn.functional.conv2d(x.expand(1, 3, 9, 9), rgb))
+    rgb_response = torch.nn.functional.conv2d(x.expand(1, 3, 9, 9), rgb)
+    torch.testing.assert_close(ours, rgb_response, rtol=1e-5, atol=1e-4)  # float32 sums
     torch.testing.assert_close(adapt_rgb_kernels(rgb, MODALITIES["s2-rgb"]), rgb)
 
 
@@ -89,6 +90,8 @@ def test_fine_tuning_starts_from_a_checkpoint(tmp_path):
     other = build_model("k-branch", 12, 43)  # another nomenclature: the head starts anew
     initialise(other, "k-branch", str(path), MODALITIES["s1s2"])
     assert torch.equal(other.body[1].weight, trained.body[1].weight)
+    with pytest.raises(ValueError, match="shapes differ"):  # other input bands
+        initialise(build_model("k-branch", 3, 19), "k-branch", str(path), MODALITIES["s2-rgb"])
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         initialise(model, "k-branch", str(tmp_path / "nope.pt"), MODALITIES["s1s2"])
 
