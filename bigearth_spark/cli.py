@@ -103,12 +103,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                           args.out, args.ranks, args.archive_split or None,
                           **overrides)  # fmt: skip
         console.print(status)
-        if "failed" in status.values():
-            return 1
     text, page = write_report(grid, args.out)
-    console.print(text)
+    print(text, flush=True)  # plain: Markdown tables must not be wrapped
     console.print(f"report: {page}")
-    return 0
+    return 1 if args.action == "run" and "failed" in status.values() else 0
 
 
 def cmd_train(argv: Sequence[str]) -> int:

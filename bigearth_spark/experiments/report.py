@@ -11,7 +11,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from bigearth_spark.experiments.grid import RESULT, Grid, cell_dir
+from bigearth_spark.experiments.grid import ERROR, RESULT, Grid, cell_dir
 
 NOT_RUN = "not run"
 NOT_PUBLISHED = "not published here"
@@ -32,7 +32,8 @@ def collect(grid: Grid, out: str | Path) -> list[Row]:
     for cell in grid.cells:
         path = cell_dir(out, grid, cell) / RESULT
         ours = json.loads(path.read_text())["metrics"] if path.is_file() else {}
-        status = "done" if ours else (cell.note or NOT_RUN)
+        failed = (cell_dir(out, grid, cell) / ERROR).is_file()
+        status = "done" if ours else "failed (see error.txt)" if failed else cell.note or NOT_RUN
         figures = {m: (ours.get(m), cell.published.get(m)) for m in grid.metrics}
         rows.append(Row(cell.name, status, figures))
     return rows

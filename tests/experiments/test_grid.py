@@ -48,6 +48,7 @@ def test_grid_runs_resumes_and_reports(spark, v1_lake, tmp_path):
                       "k-branch-s1s2": "failed", "unavailable": "not runnable"}  # fmt: skip
     failed = cell_dir(out, grid, grid.cells[3])
     assert "no checkpoint or state dict" in (failed / ERROR).read_text()
+    assert "| failed (see error.txt) |" in write_report(grid, out)[0]
     # the failed cell's start (a state dict) now exists: the next run trains it and skips the
     # finished ones
     torch.save(build_model("k-branch", len(MODALITIES["s1s2"]), 19).state_dict(), start)
