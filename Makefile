@@ -33,6 +33,7 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/ingest.py
+	$(PY) -m benchmarks.loader
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
