@@ -34,12 +34,12 @@ from bigearth_spark.archive.synth import (
     MANIFEST_NAME,
     SIGNATURES_S1,
     SIGNATURES_S2,
-    _render,
     geotiff_bytes,
     projection_wkt,
     sample_labels43,
     write_archive,
 )
+from bigearth_spark.archive.synth.render import render_patch
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "bigearthnet"
 SAMPLES = SHARED / "samples" / "v1"
@@ -500,14 +500,14 @@ def test_pixels_follow_the_class_signatures():
     sig = np.concatenate([SIGNATURES_S2, SIGNATURES_S1], axis=1)
     scale = np.array([1000.0] * 12 + [3.0, 3.0])
     for c in range(43):
-        s2, s1, codes = _render(np.random.default_rng(c), [c], False, False)
+        s2, s1, codes = render_patch(np.random.default_rng(c), [c], False, False)
         assert set(np.unique(codes).tolist()) == {CLASSES_43[c].clc_code}
         for b in S2_BANDS:
             assert s2[b.name].shape == b.shape and s2[b.name].dtype == np.uint16
         mean = np.array([s2[b.name].mean() for b in S2_BANDS] + [s1["VV"].mean(), s1["VH"].mean()])
         assert (((sig - mean) / scale) ** 2).sum(axis=1).argmin() == c
     # a two-label patch: both regions are visible at 60 m too
-    s2, _, codes = _render(
+    s2, _, codes = render_patch(
         np.random.default_rng(1), [INDEX_43["Sea and ocean"], INDEX_43["Bare rock"]], False, False
     )
     assert Counter(np.unique(codes).tolist()) == Counter([332, 523])
