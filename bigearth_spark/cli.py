@@ -22,8 +22,9 @@ def _spark(cfg: Config, app: str):
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(args.profile, lake=getattr(args, "lake", None), master=args.master,
-                       database=args.database)  # fmt: skip
+    return load_config(
+        args.profile, lake=getattr(args, "lake", None), master=args.master, database=args.database
+    )
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -33,8 +34,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     manifest = write_archive(
         args.out, args.flavor, args.pairs, seed=args.seed, defects=args.defects
     )
-    console.print(f"synthetic {args.flavor} archive with {args.pairs} pairs in {args.out}: "
-                  f"roots {manifest['roots']}")  # fmt: skip
+    console.print(
+        f"synthetic {args.flavor} archive with {args.pairs} pairs in {args.out}: "
+        f"roots {manifest['roots']}"
+    )
     return 0
 
 
@@ -47,8 +50,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     spark = _spark(cfg, "bigearth-ingest")
     ingest = Ingest(spark, cfg.lake, cfg.database, lock_wait_s=args.lock_wait)
     report = ingest.run(args.input, args.lists)
-    console.print(f"[bold]ingest {report.run_id}[/bold]: {report.entries} entries, "
-                  f"{report.decoded_ok} readable patches; inserted {report.inserted}")  # fmt: skip
+    console.print(
+        f"[bold]ingest {report.run_id}[/bold]: {report.entries} entries, "
+        f"{report.decoded_ok} readable patches; inserted {report.inserted}"
+    )
     console.print(f"quarantined this run (by reason): {report.quarantined or 'none'}")
     print_summary(lake_summary(spark, ingest.lake, cfg.database), console)
     if not report.success:
@@ -81,8 +86,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from bigearth_spark.tables.export import export_patch
 
     cfg = _config(args)
-    arrays = export_patch(_spark(cfg, "bigearth-export"), normalize_lake(cfg.lake),
-                          args.patch_id, args.out)  # fmt: skip
+    arrays = export_patch(
+        _spark(cfg, "bigearth-export"), normalize_lake(cfg.lake), args.patch_id, args.out
+    )
     console.print(f"wrote {args.out}: {', '.join(arrays)}")
     return 0
 
@@ -99,9 +105,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         cfg = _config(args)
         given = {"epochs": args.epochs, "batch_size": args.batch_size}
         overrides = {k: v for k, v in given.items() if v is not None}
-        status = run_grid(_spark(cfg, "bigearth-experiment"), grid, normalize_lake(cfg.lake),
-                          args.out, args.ranks, args.archive_split or None,
-                          **overrides)  # fmt: skip
+        status = run_grid(
+            _spark(cfg, "bigearth-experiment"),
+            grid,
+            normalize_lake(cfg.lake),
+            args.out,
+            args.ranks,
+            args.archive_split or None,
+            **overrides,
+        )
         console.print(status)
     text, page = write_report(grid, args.out)
     print(text, flush=True)  # plain: Markdown tables must not be wrapped

@@ -4,6 +4,7 @@ overridden by command-line flags. Paths are URIs handed to Hadoop's filesystem l
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,13 @@ class Config:
     master: str | None = None  # None: spark-submit's --master, or local[*]
     spark_conf: dict[str, str] = field(default_factory=dict)
     profile: str = "default"
+
+
+def reject_unknown_keys(data: Mapping[str, Any], cls: type, where: str) -> None:
+    """Raise ValueError naming the keys of ``data`` that are not fields of the dataclass ``cls``."""
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
 
 
 def normalize_lake(lake: str) -> str:
@@ -45,9 +53,7 @@ def load_config(profile: str | None = None, **overrides: Any) -> Config:
         if not path.is_file():
             raise FileNotFoundError(f"config profile {profile!r} not found at {path}")
         data = yaml.safe_load(path.read_text()) or {}
-        unknown = set(data) - {f.name for f in fields(Config)}
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        reject_unknown_keys(data, Config, str(path))
         data["spark_conf"] = {str(k): str(v) for k, v in (data.get("spark_conf") or {}).items()}
         data["profile"] = str(path)
     cfg = Config(**data)

@@ -19,9 +19,13 @@ def run_cli(*args: str, check: bool = True, timeout: int = 600) -> subprocess.Co
     """Run a console command of the venv (``bigearth-spark``, ``spark-submit`` ...)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [str(VENV_BIN / args[0]), *args[1:]], cwd=REPO, env=env, capture_output=True,
-        text=True, timeout=timeout,
-    )  # fmt: skip
+        [str(VENV_BIN / args[0]), *args[1:]],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc

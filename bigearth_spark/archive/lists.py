@@ -30,9 +30,17 @@ V2_FILES = {
     "v2_metadata_for_patches_with_snow_cloud_or_shadow.parquet": V2_FLAGGED_METADATA,
 }
 METADATA_COLUMNS = (
-    "patch_id", "archive", "split", "is_snow", "is_cloud_or_shadow", "in_no19_list",
-    "s1_patch_id", "labels19", "country", "s2v1_name",
-)  # fmt: skip
+    "patch_id",
+    "archive",
+    "split",
+    "is_snow",
+    "is_cloud_or_shadow",
+    "in_no19_list",
+    "s1_patch_id",
+    "labels19",
+    "country",
+    "s2v1_name",
+)
 
 
 @dataclass

@@ -120,31 +120,6 @@ def read_patch(folder: str | os.PathLike[str], kind: str) -> PatchRecord:
     return _read(os.fspath(folder), _LAYOUTS[kind])
 
 
-def read_v1_s2(folder: str | os.PathLike[str]) -> PatchRecord:
-    """Read a v1 S2 folder: 12 bands + JSON (labels, tile from ``tile_source``)."""
-    return read_patch(folder, "v1_s2")
-
-
-def read_v1_s1(folder: str | os.PathLike[str]) -> PatchRecord:
-    """Read a v1 S1 folder: VV, VH + JSON (labels, ``corresponding_s2_patch``)."""
-    return read_patch(folder, "v1_s1")
-
-
-def read_v2_s2(folder: str | os.PathLike[str]) -> PatchRecord:
-    """Read a v2 S2 folder: 12 bands; time and tile from the patch id."""
-    return read_patch(folder, "v2_s2")
-
-
-def read_v2_s1(folder: str | os.PathLike[str]) -> PatchRecord:
-    """Read a v2 S1 folder: VV, VH; time and tile from the name."""
-    return read_patch(folder, "v2_s1")
-
-
-def read_v2_reference_map(folder: str | os.PathLike[str]) -> PatchRecord:
-    """Read a v2 reference-map folder: one uint16 band of CLC level-3 codes."""
-    return read_patch(folder, "v2_reference_map")
-
-
 def _read(folder: str, layout: _Layout) -> PatchRecord:
     """Read and validate one folder laid out as ``layout``."""
     patch_id = os.path.basename(os.path.normpath(folder))

@@ -61,13 +61,19 @@ def _fill(row: dict, side: str, rec: reader.PatchRecord) -> None:
     row.update({name: encode_band(name, arr) for name, arr in rec.bands.items()})
     row[SIDE_PATH[side]] = rec.path
     row["issues"] += [
-        {"patch_id": rec.patch_id, "kind": side, "path": f, "reason": "stray_file",
-         "message": "stray file in a patch folder"}
+        {
+            "patch_id": rec.patch_id,
+            "kind": side,
+            "path": f,
+            "reason": "stray_file",
+            "message": "stray file in a patch folder",
+        }
         for f in rec.stray_files
-    ]  # fmt: skip
+    ]
     if side == "s1":
-        row.update(s1_patch_id=rec.patch_id, s1_acquired=rec.acquired,
-                   s1_source_product=rec.source_product)  # fmt: skip
+        row.update(
+            s1_patch_id=rec.patch_id, s1_acquired=rec.acquired, s1_source_product=rec.source_product
+        )
     if side in ("s2", "s1"):
         first = side == "s2" or row.get("epsg") is None  # geometry and labels: S2 first
         if first:
@@ -90,8 +96,15 @@ def decode_unit(unit: dict) -> dict:
             rec = read_side(f"{unit['archive']}_{side}", path)
         except reader.PatchError as e:
             folder_id = path.rstrip("/").rsplit("/", 1)[-1]
-            row["issues"].append({"patch_id": folder_id, "kind": side, "path": path,
-                                  "reason": e.reason, "message": str(e)[:2000]})  # fmt: skip
+            row["issues"].append(
+                {
+                    "patch_id": folder_id,
+                    "kind": side,
+                    "path": path,
+                    "reason": e.reason,
+                    "message": str(e)[:2000],
+                }
+            )
             continue
         _fill(row, side, rec)
         stored.append(side)

@@ -100,9 +100,12 @@ def folders(spark: SparkSession, roots: list[layout.ArchiveRoot]) -> DataFrame:
 def _issue(kind: Column | str, reason: str, message: Column | str, patch_id: Column) -> Column:
     lit = lambda v: F.lit(v) if isinstance(v, str) else v  # noqa: E731
     return F.struct(
-        patch_id.alias("patch_id"), lit(kind).alias("kind"), F.col("path"),
-        F.lit(reason).alias("reason"), lit(message).alias("message"),
-    )  # fmt: skip
+        patch_id.alias("patch_id"),
+        lit(kind).alias("kind"),
+        F.col("path"),
+        F.lit(reason).alias("reason"),
+        lit(message).alias("message"),
+    )
 
 
 def discover(
@@ -118,8 +121,9 @@ def discover(
     """
     found = folders(spark, roots).cache()
     count = found.count()
-    side = F.element_at(F.create_map(*[F.lit(x) for kv in SIDE_OF_KIND.items() for x in kv]),
-                        F.col("kind"))  # fmt: skip
+    side = F.element_at(
+        F.create_map(*[F.lit(x) for kv in SIDE_OF_KIND.items() for x in kv]), F.col("kind")
+    )
     v2_s1_keys = metadata.where(F.col("s1_patch_id").isNotNull()).select(
         F.col("s1_patch_id").alias("folder_id"), F.col("patch_id").alias("_meta_key")
     )
@@ -136,9 +140,13 @@ def discover(
         ).alias("issue")
     )
     unpaired = patches.where(F.col("key").isNull()).select(
-        _issue("s1", MISSING_METADATA, "v2 S1 patch that no metadata row pairs with an S2 patch",
-               F.col("folder_id")).alias("issue")
-    )  # fmt: skip
+        _issue(
+            "s1",
+            MISSING_METADATA,
+            "v2 S1 patch that no metadata row pairs with an S2 patch",
+            F.col("folder_id"),
+        ).alias("issue")
+    )
 
     def members(name: str) -> Column:
         item = F.struct(F.col("folder_id"), F.col("path"))
@@ -151,11 +159,13 @@ def discover(
         .cache()
     )
     units = grouped.select(
-        "patch_id", "archive",
+        "patch_id",
+        "archive",
         F.get("s2", 0)["path"].alias("s2_path"),
-        F.get("s1", 0)["folder_id"].alias("s1_patch_id"), F.get("s1", 0)["path"].alias("s1_path"),
+        F.get("s1", 0)["folder_id"].alias("s1_patch_id"),
+        F.get("s1", 0)["path"].alias("s1_path"),
         F.get("reference_map", 0)["path"].alias("reference_map_path"),
-    )  # fmt: skip
+    )
     issues = strays.unionByName(unpaired)
     for name in SIDES:
         extra = grouped.select(
@@ -168,11 +178,15 @@ def discover(
 
 def _extra_issue(side: str) -> Column:
     """The issue of a folder beyond the first one of its side in a unit."""
-    duplicate = _issue(side, DUPLICATE, "patch id also read from another folder of this input",
-                       F.col("folder_id"))  # fmt: skip
+    duplicate = _issue(
+        side, DUPLICATE, "patch id also read from another folder of this input", F.col("folder_id")
+    )
     if side != "s1":
         return duplicate
-    other = _issue("s1", DUPLICATE_PARTNER,
-                   F.concat(F.lit("its S2 patch already pairs with S1 patch "), F.col("_first")),
-                   F.col("folder_id"))  # fmt: skip
+    other = _issue(
+        "s1",
+        DUPLICATE_PARTNER,
+        F.concat(F.lit("its S2 patch already pairs with S1 patch "), F.col("_first")),
+        F.col("folder_id"),
+    )
     return F.when(F.col("folder_id") == F.col("_first"), duplicate).otherwise(other)

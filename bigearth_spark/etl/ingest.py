@@ -27,24 +27,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from bigearth_spark.archive import layout
 from bigearth_spark.archive.labels import CLASSES_19, CLASSES_43
 from bigearth_spark.archive.lists import read_lists
-from bigearth_spark.archive.reader import TRANSIENT_REASONS
 from bigearth_spark.config import normalize_lake
-from bigearth_spark.etl import decode, discover, pairs
+from bigearth_spark.etl import decode, discover, pairs, plan, quarantine
+from bigearth_spark.etl.plan import NEED, SIDES
 from bigearth_spark.tables import catalog, schema, write
 from bigearth_spark.tables.lease import IngestLease
 
 log = logging.getLogger(__name__)
-SIDES = tuple(schema.SIDE_PATH)
 # where a side's columns come from in a MERGE that completes a stored pair
 S2_COLUMNS = ("tile", "acquired", "source_product", "epsg", "ulx", "uly", "lrx", "lry")
 S1_COLUMNS = ("s1_patch_id", "s1_acquired", "s1_source_product")
-ORIGIN_RANK = {"pair": 0, "lake": 1, "unit": 2, "input": 3}
 UNITS_PER_TASK = 64  # pairs decoded per task: ~18 MB of bands, written as they come
 
 
@@ -77,12 +75,21 @@ def _list_folders(
 
 def _nomenclature_rows() -> list[tuple]:
     rows = [
-        ("43", c.index, c.name, [c.clc_code], c.level1, c.level2, c.target19,
-         CLASSES_19[c.target19].name if c.target19 is not None else None)
+        (
+            "43",
+            c.index,
+            c.name,
+            [c.clc_code],
+            c.level1,
+            c.level2,
+            c.target19,
+            CLASSES_19[c.target19].name if c.target19 is not None else None,
+        )
         for c in CLASSES_43
-    ]  # fmt: skip
-    rows += [("19", c.index, c.name, list(c.clc_codes), None, None, c.index, c.name)
-             for c in CLASSES_19]  # fmt: skip
+    ]
+    rows += [
+        ("19", c.index, c.name, list(c.clc_codes), None, None, c.index, c.name) for c in CLASSES_19
+    ]
     return rows
 
 
@@ -102,8 +109,14 @@ def _content_hash(columns: list[str]) -> Column:
 class Ingest:
     """One ingest run over ``inputs`` into the lake at ``lake``."""
 
-    def __init__(self, spark: SparkSession, lake: str, db: str = schema.DATABASE,
-                 lock_wait_s: float = 3600.0, lease_ttl_s: float = 300.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spark: SparkSession,
+        lake: str,
+        db: str = schema.DATABASE,
+        lock_wait_s: float = 3600.0,
+        lease_ttl_s: float = 300.0,
+    ) -> None:
         self.spark, self.lake, self.db = spark, normalize_lake(lake), db
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
         self.lease = IngestLease(spark, self.lake, self.run_id, lease_ttl_s, lock_wait_s)
@@ -144,12 +157,13 @@ class Ingest:
 
     def _ensure_tables(self) -> None:
         for name, s in (
-            (schema.PAIRS, schema.PAIRS_SCHEMA), (schema.LABELS, schema.LABELS_SCHEMA),
+            (schema.PAIRS, schema.PAIRS_SCHEMA),
+            (schema.LABELS, schema.LABELS_SCHEMA),
             (schema.NOMENCLATURE, schema.NOMENCLATURE_SCHEMA),
             (schema.QUARANTINE, schema.QUARANTINE_SCHEMA),
             (schema.PATCH_METADATA, schema.PATCH_METADATA_SCHEMA),
             (schema.OFFICIAL_LISTS, schema.OFFICIAL_LISTS_SCHEMA),
-        ):  # fmt: skip
+        ):
             write.ensure_table(self.spark, self.lake, name, s)
 
     def _known_lists(self) -> dict[str, set[str]]:
@@ -195,9 +209,11 @@ class Ingest:
         known = [(a, m, lists.sources.get(m)) for a, ms in lists.known.items() for m in sorted(ms)]
         known_df = self.spark.createDataFrame(known, schema.OFFICIAL_LISTS_SCHEMA)
         write.replace_where_changed(
-            self._table(schema.OFFICIAL_LISTS), known_df, ["archive", "membership"],
+            self._table(schema.OFFICIAL_LISTS),
+            known_df,
+            ["archive", "membership"],
             F.col("archive").isin(list(lists.known)),
-        )  # fmt: skip
+        )
 
     # -- 2, 3. discovery and plan --------------------------------------------------------------
     def _plan(
@@ -209,45 +225,9 @@ class Ingest:
         units, input_issues, report.entries = discover.discover(self.spark, roots, metadata)
         units = units.cache()
         input_issues = input_issues.cache()
-        stored = self._table(schema.PAIRS).toDF().select(
-            "patch_id", F.lit(True).alias("_stored"),
-            *[F.col(schema.SIDE_PATH[s]).isNotNull().alias(f"_has_{s}") for s in SIDES],
-            F.col("s2_path").alias("_stored_s2_path"), F.col("labels43").alias("_stored_labels43"),
-        )  # fmt: skip
-        # sides that failed for a permanent reason, by patch id and side (not by path: the same
-        # archive at another mount must not be read again)
-        not_bad = [*TRANSIENT_REASONS, discover.STRAY_FILE, discover.DUPLICATE,
-                   discover.DUPLICATE_PARTNER]  # fmt: skip
-        recorded = self._table(schema.PAIRS).toDF().select(F.explode("issues").alias("i"))
-        bad = (
-            self._table(schema.QUARANTINE).toDF().where(F.col("origin") == "unit")
-            .select("patch_id", "kind", "reason")
-            .unionByName(recorded.select("i.patch_id", "i.kind", "i.reason"))
-            .where(~F.col("reason").isin(*not_bad))
-            .select("patch_id", "kind").distinct()
-        )  # fmt: skip
-        planned = units.join(stored, "patch_id", "left")
-        for s in SIDES:
-            path, side_id = schema.SIDE_PATH[s], "s1_patch_id" if s == "s1" else "patch_id"
-            known_bad = bad.where(F.col("kind") == s).select(
-                F.col("patch_id").alias(f"_bad_{s}"), F.lit(True).alias(f"_is_bad_{s}")
-            )
-            planned = planned.join(known_bad, F.col(side_id) == F.col(f"_bad_{s}"), "left")
-            planned = planned.withColumn(
-                f"need_{s}",
-                F.col(path).isNotNull()
-                & ~F.coalesce(f"_has_{s}", F.lit(False))
-                & F.col(f"_is_bad_{s}").isNull(),
-            )
-        need = F.col("need_s2") | F.col("need_s1") | F.col("need_reference_map")
-        todo = pairs.with_metadata(
-            planned.where(need).select(
-                *units.columns, *[f"need_{s}" for s in SIDES],
-                F.col("_stored").isNotNull().alias("is_update"), "_stored_s2_path",
-                "_stored_labels43",
-            ),
-            metadata,
-        ).cache()  # fmt: skip
+        pairs_df = self._table(schema.PAIRS).toDF()
+        quarantine_df = self._table(schema.QUARANTINE).toDF()
+        todo = plan.units_to_decode(units, pairs_df, quarantine_df, metadata).cache()
         n = todo.count()
         # even decode tasks of UNITS_PER_TASK units (adaptive execution would coalesce the
         # small shuffles of paths before into too few tasks)
@@ -261,7 +241,7 @@ class Ingest:
     # -- 4. decode + write ---------------------------------------------------------------------
     def _decoded(self, todo: DataFrame, update: bool) -> DataFrame:
         stored = ["_stored_s2_path", "_stored_labels43"]
-        passthrough = [*pairs.META, *[f"need_{s}" for s in SIDES], *stored]
+        passthrough = [*pairs.META, *NEED, *stored]
         rows = decode.decode(todo.where(F.col("is_update") == update), passthrough)
         # a new pair needs a stored side; a stored pair also records a side that failed now
         wanted = F.size("stored_sides") > 0
@@ -269,11 +249,13 @@ class Ingest:
         if update:  # derived columns see the pair as it will be after the MERGE
             new_s2 = F.array_contains("stored_sides", "s2")
             labels43 = F.coalesce(F.when(new_s2, F.col("labels43")), "_stored_labels43", "labels43")
-            rows = rows.withColumns({
-                "_new_s2_path": F.col("s2_path"),
-                "s2_path": F.coalesce("s2_path", "_stored_s2_path"),
-                "labels43": labels43,
-            })  # fmt: skip
+            rows = rows.withColumns(
+                {
+                    "_new_s2_path": F.col("s2_path"),
+                    "s2_path": F.coalesce("s2_path", "_stored_s2_path"),
+                    "labels43": labels43,
+                }
+            )
         rows = pairs.derive(rows, self._known_lists())
         return rows.withColumn("ingest_run", F.lit(self.run_id)).withColumn(
             "updated_at", F.current_timestamp()
@@ -292,9 +274,10 @@ class Ingest:
             self._merge_sides(self._decoded(todo, True))
         after = write.table_state(self.spark, path)[0]
         report.inserted[schema.PAIRS] = (
-            0 if after == version else
-            self._table(schema.PAIRS).toDF().where(F.col("ingest_run") == self.run_id).count()
-        )  # fmt: skip
+            0
+            if after == version
+            else self._table(schema.PAIRS).toDF().where(F.col("ingest_run") == self.run_id).count()
+        )
 
     def _merge_sides(self, rows: DataFrame) -> None:
         """Complete stored pairs with the sides decoded now (e.g. S1 after S2): one MERGE."""
@@ -321,11 +304,12 @@ class Ingest:
         for c in (*pairs.DERIVED, "ingest_run", "updated_at"):
             sets[c] = s(c)
         (
-            self._table(schema.PAIRS).alias("t")
+            self._table(schema.PAIRS)
+            .alias("t")
             .merge(rows.alias("s"), "t.patch_id = s.patch_id")
             .whenMatchedUpdate(set=sets)
             .execute()
-        )  # fmt: skip
+        )
 
     # -- 5. derived state ----------------------------------------------------------------------
     def _failed_units(self, todo: DataFrame) -> DataFrame:
@@ -337,9 +321,10 @@ class Ingest:
 
     def _refresh_derived(self, report: IngestReport) -> None:
         stale = pairs.stale_derived(
-            self._table(schema.PAIRS).toDF(), self._table(schema.PATCH_METADATA).toDF(),
+            self._table(schema.PAIRS).toDF(),
+            self._table(schema.PATCH_METADATA).toDF(),
             self._known_lists(),
-        ).cache()  # fmt: skip
+        ).cache()
         n = stale.count()
         report.inserted["pairs_derived"] = n
         if n:
@@ -347,11 +332,12 @@ class Ingest:
             sets = {c: F.col(f"s.{c}") for c in pairs.DERIVED}
             sets["updated_at"] = F.current_timestamp()
             (
-                self._table(schema.PAIRS).alias("t")
+                self._table(schema.PAIRS)
+                .alias("t")
                 .merge(F.broadcast(stale).alias("s"), "t.patch_id = s.patch_id")
                 .whenMatchedUpdate(set=sets)
                 .execute()
-            )  # fmt: skip
+            )
         stale.unpersist()
 
     def _quarantine(
@@ -359,41 +345,15 @@ class Ingest:
     ) -> None:
         """Make ``quarantine`` the lake's current state (one MERGE, none when unchanged)."""
         table = self._table(schema.QUARANTINE)
-        pairs_df = self._table(schema.PAIRS).toDF()
         current = table.toDF()
-        pair_issues = pairs_df.select(F.explode("issues").alias("i")).select("i.*")
-        lake_issues = pairs.lake_issues(pairs_df, self._table(schema.PATCH_METADATA).toDF())
-        fresh = (
-            pair_issues.withColumn("origin", F.lit("pair"))
-            .unionByName(lake_issues.withColumn("origin", F.lit("lake")))
-            .unionByName(unit_issues.withColumn("origin", F.lit("unit")))
-            .unionByName(input_issues.withColumn("origin", F.lit("input")))
-            .withColumn("ingest_run", F.lit(self.run_id))
-            .withColumn("first_seen", F.current_timestamp())
-        )
-        kept = current.where(F.col("origin").isin("unit", "input"))
-        kept = self._unresolved(kept, pairs_df, self._table(schema.PATCH_METADATA).toDF())
-        rank = F.create_map(*[F.lit(x) for kv in ORIGIN_RANK.items() for x in kv])
-        # rows already quarantined keep their run and first_seen
-        candidates = kept.withColumn("_old", F.lit(0)).unionByName(
-            fresh.withColumn("_old", F.lit(1))
-        )
-        # one row per patch (id, not mount path), side and reason; stray files by their path
-        identity = [F.coalesce("patch_id", "path"), "kind", "reason"]
-        best = Window.partitionBy(*identity).orderBy(rank[F.col("origin")], "_old")
-        desired = (
-            candidates.withColumn("_n", F.row_number().over(best)).where("_n = 1")
-            .drop("_n", "_old").select(*schema.QUARANTINE_SCHEMA.fieldNames())
-        )  # fmt: skip
-        first = current.select("path", "reason", F.col("first_seen").alias("_fs"),
-                               F.col("ingest_run").alias("_run"))  # fmt: skip
-        desired = (
-            desired.join(first, ["path", "reason"], "left")
-            .withColumn("first_seen", F.coalesce("_fs", "first_seen"))
-            .withColumn("ingest_run", F.coalesce("_run", "ingest_run"))
-            .select(*schema.QUARANTINE_SCHEMA.fieldNames())
-            .cache()
-        )  # fmt: skip
+        desired = quarantine.desired_state(
+            current,
+            self._table(schema.PAIRS).toDF(),
+            self._table(schema.PATCH_METADATA).toDF(),
+            input_issues,
+            unit_issues,
+            self.run_id,
+        ).cache()
         new = desired.join(current.select("path", "reason"), ["path", "reason"], "left_anti")
         report.quarantined = {
             r["reason"]: r["count"] for r in new.groupBy("reason").count().collect()
@@ -401,29 +361,6 @@ class Ingest:
         self.lease.check()
         write.replace_where_changed(table, desired, ["path", "reason"], F.lit(True))
         desired.unpersist()
-
-    @staticmethod
-    def _unresolved(rows: DataFrame, pairs_df: DataFrame, metadata: DataFrame) -> DataFrame:
-        """Quarantine rows of folders whose patch is not stored (since) — resolved ones go, and
-        so do v2 S1 patches that the metadata pairs now (``missing_metadata``)."""
-        resolvable = ~F.col("reason").isin(discover.DUPLICATE, discover.DUPLICATE_PARTNER,
-                                            discover.STRAY_FILE)  # fmt: skip
-        stored = (
-            pairs_df.where("s2_path IS NOT NULL").select("patch_id", F.lit("s2").alias("kind"))
-            .unionByName(pairs_df.where("s1_path IS NOT NULL")
-                         .select(F.col("s1_patch_id").alias("patch_id"), F.lit("s1").alias("kind")))
-            .unionByName(pairs_df.where("reference_map_path IS NOT NULL")
-                         .select("patch_id", F.lit("reference_map").alias("kind")))
-            .withColumn("_resolved", F.lit(True))
-        )  # fmt: skip
-        paired = metadata.where("s1_patch_id IS NOT NULL").select(
-            F.col("s1_patch_id").alias("patch_id"), F.lit("s1").alias("kind"),
-            F.lit(discover.MISSING_METADATA).alias("reason"), F.lit(True).alias("_paired"),
-        )  # fmt: skip
-        joined = rows.join(stored, ["patch_id", "kind"], "left")
-        joined = joined.join(paired, ["patch_id", "kind", "reason"], "left")
-        resolved = F.col("_resolved").isNotNull() | F.col("_paired").isNotNull()
-        return joined.where(~resolvable | ~resolved).drop("_resolved", "_paired")
 
     def _labels(self, report: IngestReport) -> None:
         """Rebuild ``labels`` when it was built from another ``pairs`` version."""
@@ -442,13 +379,6 @@ class Ingest:
 
     def _complete_units(self, units: DataFrame) -> int:
         """Units of the input whose every side is in the lake now."""
-        stored = self._table(schema.PAIRS).toDF().select(
-            "patch_id", *[F.col(schema.SIDE_PATH[s]).isNotNull().alias(f"_has_{s}") for s in SIDES]
-        )  # fmt: skip
-        joined = units.join(stored, "patch_id")
-        ok = F.lit(True)
-        for s in SIDES:
-            ok = ok & (F.col(schema.SIDE_PATH[s]).isNull() | F.col(f"_has_{s}"))
-        n = joined.where(ok).count()
+        n = plan.complete(units, self._table(schema.PAIRS).toDF()).count()
         units.unpersist()
         return n

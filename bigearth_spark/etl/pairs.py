@@ -94,9 +94,10 @@ def stale_derived(
     differ from what the current lists give (NULL-safe: every column is compared)."""
     base = pairs.select("patch_id", "archive", "labels43", "s2_path", *DERIVED)
     desired = with_metadata(base, metadata).select(
-        "patch_id", *[c.alias(f"new_{n}") for n, c in derived_columns(archive_known).items()],
+        "patch_id",
+        *[c.alias(f"new_{n}") for n, c in derived_columns(archive_known).items()],
         *DERIVED,
-    )  # fmt: skip
+    )
     same = F.lit(True)
     for name in DERIVED:
         same = same & F.col(name).eqNullSafe(F.col(f"new_{name}"))
@@ -105,9 +106,12 @@ def stale_derived(
 
 def _issue(patch_id: str, kind: str, path: str, reason: str, message: Column) -> Column:
     return F.struct(
-        F.col(patch_id).alias("patch_id"), F.lit(kind).alias("kind"), F.col(path).alias("path"),
-        F.lit(reason).alias("reason"), message.alias("message"),
-    )  # fmt: skip
+        F.col(patch_id).alias("patch_id"),
+        F.lit(kind).alias("kind"),
+        F.col(path).alias("path"),
+        F.lit(reason).alias("reason"),
+        message.alias("message"),
+    )
 
 
 def lake_issues(pairs: DataFrame, metadata: DataFrame) -> DataFrame:
@@ -119,22 +123,34 @@ def lake_issues(pairs: DataFrame, metadata: DataFrame) -> DataFrame:
         r.archive for r in p.where("s1_path IS NOT NULL").select("archive").distinct().collect()
     ]
     lonely_s1 = p.where("s1_path IS NOT NULL AND s2_path IS NULL").select(
-        _issue("s1_patch_id", "s1", "s1_path", "missing_s2_partner",
-               F.concat(F.lit("S2 partner not in the lake: "), F.col("patch_id"))).alias("i")
-    )  # fmt: skip
+        _issue(
+            "s1_patch_id",
+            "s1",
+            "s1_path",
+            "missing_s2_partner",
+            F.concat(F.lit("S2 partner not in the lake: "), F.col("patch_id")),
+        ).alias("i")
+    )
     no_s1 = F.col("s2_path").isNotNull() & F.col("s1_path").isNull()
     lonely_s2 = p.where(no_s1 & F.col("archive").isin(s1_archives)).select(
-        _issue("patch_id", "s2", "s2_path", "missing_s1_partner",
-               F.lit("no S1 partner in the lake")).alias("i")
-    )  # fmt: skip
+        _issue(
+            "patch_id", "s2", "s2_path", "missing_s1_partner", F.lit("no S1 partner in the lake")
+        ).alias("i")
+    )
     v2_meta = metadata.where(F.col("archive") == "v2").select("patch_id")
     no_metadata = (
         p.where((F.col("archive") == "v2") & F.col("s2_path").isNotNull())
         .join(v2_meta, "patch_id", "left_anti")
-        .select(_issue("patch_id", "s2", "s2_path", "missing_metadata",
-                       F.lit("not in the v2 metadata parquets: labels and split unknown")
-                       ).alias("i"))
-    )  # fmt: skip
+        .select(
+            _issue(
+                "patch_id",
+                "s2",
+                "s2_path",
+                "missing_metadata",
+                F.lit("not in the v2 metadata parquets: labels and split unknown"),
+            ).alias("i")
+        )
+    )
     return lonely_s1.unionByName(lonely_s2).unionByName(no_metadata).select("i.*")
 
 

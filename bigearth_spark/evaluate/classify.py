@@ -32,14 +32,19 @@ from bigearth_spark.train.models import build_model, embed
 
 log = logging.getLogger(__name__)
 METRICS_TABLE = "metrics"
-METRICS_SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType(), False), T.StructField("model", T.StringType(), False),
-    T.StructField("modality", T.StringType(), False),
-    T.StructField("table_version", T.LongType(), False),
-    T.StructField("split", T.StringType(), False), T.StructField("metric", T.StringType(), False),
-    T.StructField("class", T.StringType(), True), T.StructField("value", T.DoubleType(), True),
-    T.StructField("evaluated_at", T.TimestampType(), False),
-])  # fmt: skip
+METRICS_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("model", T.StringType(), False),
+        T.StructField("modality", T.StringType(), False),
+        T.StructField("table_version", T.LongType(), False),
+        T.StructField("split", T.StringType(), False),
+        T.StructField("metric", T.StringType(), False),
+        T.StructField("class", T.StringType(), True),
+        T.StructField("value", T.DoubleType(), True),
+        T.StructField("evaluated_at", T.TimestampType(), False),
+    ]
+)
 
 
 @dataclass
@@ -66,8 +71,12 @@ def predict(model: torch.nn.Module, loader: PatchLoader, desc: str) -> Predictio
             ids += batch.ids
     verify_epoch([ids], loader.rows_in_split, len(skipped))
     if skipped:
-        log.warning("%s: %d rows have no S1 partner and were not scored (modality %s)",
-                    desc, len(skipped), loader.spec.modality)  # fmt: skip
+        log.warning(
+            "%s: %d rows have no S1 partner and were not scored (modality %s)",
+            desc,
+            len(skipped),
+            loader.spec.modality,
+        )
     return Predictions(ids, np.concatenate(ys), np.concatenate(ps), np.concatenate(es), skipped)
 
 
@@ -81,11 +90,63 @@ def frequency_baseline(train_y: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     return multilabel_metrics(y, scores)
 
 
+def split_loader(lake: str, ckpt: dict[str, Any], split: str, workers: int | None) -> PatchLoader:
+    """A reader of ``split`` at the checkpoint's table version, with its training settings."""
+    cfg = ckpt["config"]
+    spec = DataSpec(
+        lake,
+        split,
+        cfg["modality"],
+        cfg["nomenclature"],
+        ckpt["state"].table_version,
+        64,
+        cfg["resampling"],
+        False,
+        cfg["stats"],
+        cfg.get("workers", 2) if workers is None else workers,
+        cfg.get("prefetch", 2),
+    )
+    return PatchLoader(spec)
+
+
+def _retrieval(
+    test: Predictions, archive: Predictions, same_set: bool, ks: tuple[int, ...]
+) -> dict[str, float]:
+    """Retrieval of the test embeddings in the archive's (k capped by the archive's size), and
+    the label-frequency baseline's micro F1."""
+    size = len(archive.ids) - same_set
+    usable = tuple(k for k in ks if k <= size) or (size,)
+    result = retrieval_metrics(
+        test.embeddings, test.y, archive.embeddings, archive.y, ks=usable, same_set=same_set
+    )
+    result["baseline_micro_f1"] = float(frequency_baseline(archive.y, test.y)["micro_f1"])
+    return result
+
+
+def _metric_rows(
+    key: tuple, result: dict[str, Any], per_class: list[dict], classes: Sequence[str]
+) -> list[tuple]:
+    """Rows of the ``metrics`` table: ``key`` (run, model, modality, version, split) + metric,
+    class (None for overall metrics) and value."""
+    rows = [(*key, k, None, v) for k, v in result.items()]
+    for c in per_class:
+        name = classes[c["class_index"]]
+        rows += [
+            (*key, k, name, float(c[k])) for k in ("precision", "recall", "f1", "ap", "support")
+        ]
+    return rows
+
+
 def evaluate_checkpoint(
-    spark: SparkSession, lake: str, ckpt_path: str | Path, split: str = "test",
-    archive_split: str | None = "train", report_dir: str | Path | None = None,
-    ks: tuple[int, ...] = (10, 20), workers: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    spark: SparkSession,
+    lake: str,
+    ckpt_path: str | Path,
+    split: str = "test",
+    archive_split: str | None = "train",
+    report_dir: str | Path | None = None,
+    ks: tuple[int, ...] = (10, 20),
+    workers: int | None = None,
+) -> dict[str, Any]:
     """Evaluate a checkpoint; append rows to the ``metrics`` table; write the report.
 
     ``workers`` reader processes (default: the training run's setting)."""
@@ -94,45 +155,36 @@ def evaluate_checkpoint(
         raise FileNotFoundError(f"no checkpoint at {ckpt_path}")
     cfg, version = ckpt["config"], ckpt["state"].table_version
     classes = NOMENCLATURES[cfg["nomenclature"]]
-
-    def loader(which: str) -> PatchLoader:
-        spec = DataSpec(lake, which, cfg["modality"], cfg["nomenclature"], version, 64,
-                        cfg["resampling"], False, cfg["stats"],
-                        cfg.get("workers", 2) if workers is None else workers,
-                        cfg.get("prefetch", 2))  # fmt: skip
-        return PatchLoader(spec)
-
-    test_loader = loader(split)
+    test_loader = split_loader(lake, ckpt, split, workers)
     model = build_model(cfg["model"], len(test_loader.spec.bands), len(classes))
     model.load_state_dict(ckpt["model"])
     test = predict(model, test_loader, split)
     metrics = multilabel_metrics(test.y, test.scores)
     result: dict[str, Any] = {k: float(v) for k, v in metrics.items() if np.isscalar(v)}
     if archive_split:
-        archive = predict(model, loader(archive_split), archive_split)
-        same = archive_split == split
-        usable = tuple(k for k in ks if k <= len(archive.ids) - same) or (len(archive.ids) - same,)
-        result.update(retrieval_metrics(test.embeddings, test.y, archive.embeddings, archive.y,
-                                        ks=usable, same_set=same))  # fmt: skip
-        baseline = frequency_baseline(archive.y, test.y)
-        result["baseline_micro_f1"] = float(baseline["micro_f1"])
+        archive = predict(model, split_loader(lake, ckpt, archive_split, workers), archive_split)
+        result.update(_retrieval(test, archive, archive_split == split, ks))
     run_id = uuid.uuid4().hex[:12]
-    rows = [(run_id, cfg["model"], cfg["modality"], version, split, k, None, v)
-            for k, v in result.items()]  # fmt: skip
-    for c in metrics["per_class"]:
-        for k in ("precision", "recall", "f1", "ap", "support"):
-            rows.append((run_id, cfg["model"], cfg["modality"], version, split, k,
-                         classes[c["class_index"]], float(c[k])))  # fmt: skip
+    key = (run_id, cfg["model"], cfg["modality"], version, split)
+    rows = _metric_rows(key, result, metrics["per_class"], classes)
     df = spark.createDataFrame(rows, T.StructType(METRICS_SCHEMA.fields[:-1]))
     df.withColumn("evaluated_at", F.current_timestamp()).write.format("delta").mode("append").save(
         table_path(lake, METRICS_TABLE)
     )
     if report_dir:
         counts = dict(zip(classes, test.y.sum(axis=0).astype(int).tolist(), strict=False))
-        result["report"] = str(write_report(report_dir, metrics | result, test.y, test.scores,
-                                            list(classes), counts))  # fmt: skip
-    result.update({"run_id": run_id, "table_version": version, "split": split,
-                   "rows": len(test.ids), "rows_without_s1": len(test.skipped)})  # fmt: skip
+        result["report"] = str(
+            write_report(report_dir, metrics | result, test.y, test.scores, list(classes), counts)
+        )
+    result.update(
+        {
+            "run_id": run_id,
+            "table_version": version,
+            "split": split,
+            "rows": len(test.ids),
+            "rows_without_s1": len(test.skipped),
+        }
+    )
     return result
 
 
@@ -149,11 +201,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg = load_config(args.profile, lake=args.lake)
     spark = build_spark("bigearth-evaluate", cfg.master, cfg.spark_conf)
-    result = evaluate_checkpoint(spark, normalize_lake(cfg.lake), args.checkpoint, args.split,
-                                 args.archive_split or None, args.report,
-                                 workers=args.workers)  # fmt: skip
+    result = evaluate_checkpoint(
+        spark,
+        normalize_lake(cfg.lake),
+        args.checkpoint,
+        args.split,
+        args.archive_split or None,
+        args.report,
+        workers=args.workers,
+    )
     if "baseline_micro_f1" in result:
-        print(f"{args.split}: micro-F1 {result['micro_f1']:.3f} vs label-frequency baseline "
-              f"{result['baseline_micro_f1']:.3f}; macro-AP {result['macro_ap']:.3f}")  # fmt: skip
+        print(
+            f"{args.split}: micro-F1 {result['micro_f1']:.3f} vs label-frequency baseline "
+            f"{result['baseline_micro_f1']:.3f}; macro-AP {result['macro_ap']:.3f}"
+        )
     print(json.dumps(result), flush=True)
     return 0

@@ -64,6 +64,46 @@ def _check_pair(name: str, emb: np.ndarray, labels: np.ndarray) -> None:
         raise ValueError(f"{name}: embeddings {emb.shape} and labels {labels.shape} mismatch")
 
 
+def _checked_ks(
+    q_emb: np.ndarray,
+    q_lab: np.ndarray,
+    a_emb: np.ndarray,
+    a_lab: np.ndarray,
+    ks: Sequence[int],
+    same_set: bool,
+    codes_given: tuple[bool, bool],
+) -> list[int]:
+    """Validate the inputs of :func:`retrieval_metrics`; the sorted distinct ``ks``."""
+    _check_pair("queries", q_emb, q_lab)
+    _check_pair("archive", a_emb, a_lab)
+    if q_emb.shape[1] != a_emb.shape[1] or q_lab.shape[1] != a_lab.shape[1]:
+        raise ValueError("queries and archive differ in embedding size or number of classes")
+    if same_set and len(q_emb) != len(a_emb):
+        raise ValueError("same_set needs the queries to be the archive")
+    if codes_given[0] != codes_given[1]:
+        raise ValueError("give both q_codes and a_codes, or neither")
+    if len(q_emb) == 0:
+        raise ValueError("no queries")
+    ks = sorted(set(ks))
+    if not ks or ks[0] < 1 or ks[-1] > len(a_emb) - same_set:
+        raise ValueError(f"ks {ks} must lie in 1..{len(a_emb) - same_set}")
+    return ks
+
+
+def _signs(bits: np.ndarray) -> np.ndarray:
+    return np.where(bits, 1.0, -1.0).astype(np.float32)
+
+
+def _add_scores(sums: dict[str, float], distance: str, rel: np.ndarray, ks: list[int]) -> None:
+    """Add the precision@k and AP@k of a block of rankings (``rel``: relevant, Q×k_max)."""
+    hits = np.cumsum(rel, axis=1)
+    precision_at = hits / np.arange(1, rel.shape[1] + 1)
+    for k in ks:
+        sums[f"{distance}_precision_at_{k}"] += precision_at[:, k - 1].sum()
+        ap = (precision_at[:, :k] * rel[:, :k]).sum(axis=1) / np.maximum(hits[:, k - 1], 1)
+        sums[f"{distance}_map_at_{k}"] += ap.sum()
+
+
 def retrieval_metrics(
     q_emb: np.ndarray,
     q_labels: np.ndarray,
@@ -88,48 +128,26 @@ def retrieval_metrics(
     """
     q_emb, a_emb = np.asarray(q_emb), np.asarray(a_emb)
     q_lab, a_lab = np.asarray(q_labels) > 0, np.asarray(a_labels) > 0
-    _check_pair("queries", q_emb, q_lab)
-    _check_pair("archive", a_emb, a_lab)
-    if q_emb.shape[1] != a_emb.shape[1] or q_lab.shape[1] != a_lab.shape[1]:
-        raise ValueError("queries and archive differ in embedding size or number of classes")
-    if same_set and len(q_emb) != len(a_emb):
-        raise ValueError("same_set needs the queries to be the archive")
-    if (q_codes is None) != (a_codes is None):
-        raise ValueError("give both q_codes and a_codes, or neither")
-    if len(q_emb) == 0:
-        raise ValueError("no queries")
-    ks = sorted(set(ks))
-    if not ks or ks[0] < 1 or ks[-1] > len(a_emb) - same_set:
-        raise ValueError(f"ks {ks} must lie in 1..{len(a_emb) - same_set}")
-    k_max = ks[-1]
-
-    if q_codes is None:
+    given = (q_codes is not None, a_codes is not None)
+    ks = _checked_ks(q_emb, q_lab, a_emb, a_lab, ks, same_set, given)
+    if q_codes is None or a_codes is None:
         center = a_emb.mean(axis=0)
         q_bits, a_bits = binary_codes(q_emb, center), binary_codes(a_emb, center)
     else:
         q_bits, a_bits = np.asarray(q_codes) > 0, np.asarray(a_codes) > 0
-    q_sign = np.where(q_bits, 1.0, -1.0).astype(np.float32)
-    a_sign = np.where(a_bits, 1.0, -1.0).astype(np.float32)
-    n_bits = a_sign.shape[1]
+    q_sign, a_sign = _signs(q_bits), _signs(a_bits)
     q_unit, a_unit = _normalise(q_emb), _normalise(a_emb)
-
     sums = {f"{d}_{m}_at_{k}": 0.0 for d in DISTANCES for m in ("map", "precision") for k in ks}
-    ranks = np.arange(1, k_max + 1)
     for rows in _blocks(len(q_emb), len(a_emb), block_size):
         for distance in DISTANCES:
             if distance == "cosine":
                 dist = 1.0 - q_unit[rows] @ a_unit.T
             else:  # ±1 codes: differing bits = (B - dot) / 2, exact in float32
-                dist = (n_bits - q_sign[rows] @ a_sign.T) / 2
+                dist = (a_sign.shape[1] - q_sign[rows] @ a_sign.T) / 2
             if same_set:
                 own = np.arange(rows.start, rows.stop)
                 dist[own - rows.start, own] = np.inf
-            top = _topk(dist, k_max)
+            top = _topk(dist, ks[-1])
             rel = (q_lab[rows, None, :] & a_lab[top]).any(axis=2)
-            hits = np.cumsum(rel, axis=1)
-            precision_at = hits / ranks
-            for k in ks:
-                sums[f"{distance}_precision_at_{k}"] += precision_at[:, k - 1].sum()
-                ap = (precision_at[:, :k] * rel[:, :k]).sum(axis=1) / np.maximum(hits[:, k - 1], 1)
-                sums[f"{distance}_map_at_{k}"] += ap.sum()
+            _add_scores(sums, distance, rel, ks)
     return {key: float(total / len(q_emb)) for key, total in sums.items()}

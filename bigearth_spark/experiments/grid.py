@@ -20,12 +20,13 @@ import os
 import subprocess
 import sys
 import traceback
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bigearth_spark.config import reject_unknown_keys
 from bigearth_spark.train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -65,28 +66,37 @@ class Grid:
     def load(cls, path: str | Path) -> Grid:
         """Read and validate a grid file."""
         data = yaml.safe_load(Path(path).read_text())
-        known = {f.name for f in fields(TrainConfig)}
         cells = []
         for c in data["cells"]:
             own = {k: v for k, v in c.items() if k not in CELL_KEYS}
-            unknown = set(own) - known
-            if unknown:
-                raise ValueError(f"{path}: cell {c.get('name')}: unknown keys {sorted(unknown)}")
+            reject_unknown_keys(own, TrainConfig, f"{path}: cell {c.get('name')}")
             cells.append(Cell(c["name"], own, c.get("published") or {}, c.get("note", "")))
         names = [c.name for c in cells]
         if len(set(names)) != len(names):
             raise ValueError(f"{path}: cell names are not unique")
-        unknown = set(data.get("train", {})) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown train keys {sorted(unknown)}")
-        return cls(data.get("name", Path(path).stem), data["title"], data["source"],
-                   data.get("split", "test"), list(data["metrics"]), data.get("train", {}),
-                   cells)  # fmt: skip
+        reject_unknown_keys(data.get("train", {}), TrainConfig, f"{path}: train")
+        return cls(
+            data.get("name", Path(path).stem),
+            data["title"],
+            data["source"],
+            data.get("split", "test"),
+            list(data["metrics"]),
+            data.get("train", {}),
+            cells,
+        )
 
     def config(self, cell: Cell, lake: str, out: Path, **overrides: Any) -> TrainConfig:
         """The TrainConfig of ``cell``: grid settings, then the cell's, then ``overrides``."""
-        return TrainConfig(**{**self.train, **cell.train, **overrides, "lake": lake,
-                              "out": str(out / "run"), "experiment": self.name})  # fmt: skip
+        return TrainConfig(
+            **{
+                **self.train,
+                **cell.train,
+                **overrides,
+                "lake": lake,
+                "out": str(out / "run"),
+                "experiment": self.name,
+            }
+        )
 
 
 def cell_dir(out: str | Path, grid: Grid, cell: Cell) -> Path:
@@ -104,17 +114,30 @@ def _train(cfg: TrainConfig, folder: Path, ranks: int) -> None:
         horovodrun = Path(sys.executable).parent / "horovodrun"
         cmd = [str(horovodrun), "-np", str(ranks), "-H", f"localhost:{ranks}", *cmd]
     with open(folder / "train.log", "w") as out:
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+        done = subprocess.run(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     if done.returncode:
         lines = (folder / "train.log").read_text(errors="replace").splitlines()
         cause = next((ln for ln in reversed(lines) if "Error" in ln), "")
-        raise RuntimeError(f"training exited {done.returncode} ({cause.strip()}); see "
-                           f"{folder / 'train.log'}")  # fmt: skip
+        raise RuntimeError(
+            f"training exited {done.returncode} ({cause.strip()}); see {folder / 'train.log'}"
+        )
 
 
-def run_grid(spark: Any, grid: Grid, lake: str, out: str | Path, ranks: int = 1,
-             archive_split: str | None = "train", **overrides: Any) -> dict[str, str]:  # fmt: skip
+def run_grid(
+    spark: Any,
+    grid: Grid,
+    lake: str,
+    out: str | Path,
+    ranks: int = 1,
+    archive_split: str | None = "train",
+    **overrides: Any,
+) -> dict[str, str]:
     """Train and evaluate every unfinished cell; return each cell's status (``done``,
     ``skipped`` (finished before), ``failed``, ``not runnable``)."""
     from bigearth_spark.evaluate.classify import evaluate_checkpoint
@@ -135,14 +158,16 @@ def run_grid(spark: Any, grid: Grid, lake: str, out: str | Path, ranks: int = 1,
         try:
             cfg = grid.config(cell, lake, folder, **overrides)
             _train(cfg, folder, ranks)
-            result = evaluate_checkpoint(spark, lake, folder / "run" / checkpoint.BEST,
-                                         grid.split, archive_split)  # fmt: skip
+            result = evaluate_checkpoint(
+                spark, lake, folder / "run" / checkpoint.BEST, grid.split, archive_split
+            )
         except Exception:
             (folder / ERROR).write_text(traceback.format_exc())
             status[cell.name] = "failed"
             log.exception("%s failed; it runs again on the next `experiment run`", cell.name)
             continue
-        (folder / RESULT).write_text(json.dumps({"cell": cell.name, "config": asdict(cfg),
-                                                 "metrics": result}, indent=1))  # fmt: skip
+        (folder / RESULT).write_text(
+            json.dumps({"cell": cell.name, "config": asdict(cfg), "metrics": result}, indent=1)
+        )
         status[cell.name] = "done"
     return status

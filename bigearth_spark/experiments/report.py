@@ -55,9 +55,15 @@ def _cells(row: Row, metric: str) -> list[str]:
 def markdown(grid: Grid, rows: list[Row]) -> str:
     """The table in Markdown: per metric, ours | published | difference."""
     head = ["cell"] + [f"{m} {k}" for m in grid.metrics for k in ("ours", "published", "Δ")]
-    lines = [f"## {grid.title}", "", f"Published figures: {grid.source}.",
-             f"Our figures: split `{grid.split}` of the lake each run read.", "",
-             "| " + " | ".join(head) + " | status |", "|" + "---|" * (len(head) + 1)]  # fmt: skip
+    lines = [
+        f"## {grid.title}",
+        "",
+        f"Published figures: {grid.source}.",
+        f"Our figures: split `{grid.split}` of the lake each run read.",
+        "",
+        "| " + " | ".join(head) + " | status |",
+        "|" + "---|" * (len(head) + 1),
+    ]
     for r in rows:
         values = [v for m in grid.metrics for v in _cells(r, m)]
         lines.append("| " + " | ".join([r.cell, *values, r.status]) + " |")
@@ -72,8 +78,7 @@ def _chart(path: Path, grid: Grid, rows: list[Row]) -> None:
         ours = [r.figures[metric][0] or 0.0 for r in rows]
         published = [r.figures[metric][1] or 0.0 for r in rows]
         ax.barh([y - 0.2 for y in ys], ours, height=0.4, label="ours", color="tab:blue")
-        ax.barh([y + 0.2 for y in ys], published, height=0.4, label="published",
-                color="tab:gray")  # fmt: skip
+        ax.barh([y + 0.2 for y in ys], published, height=0.4, label="published", color="tab:gray")
         ax.set_yticks(list(ys), [r.cell for r in rows], fontsize=8)
         ax.invert_yaxis()
         ax.set_title(metric, fontsize=9)
@@ -92,17 +97,23 @@ def write_report(grid: Grid, out: str | Path) -> tuple[str, Path]:
     text = markdown(grid, rows)
     (folder / "report.md").write_text(text)
     _chart(folder / "report.png", grid, rows)
-    head = "".join(f"<th>{html.escape(m)} {k}</th>" for m in grid.metrics
-                   for k in ("ours", "published", "Δ"))  # fmt: skip
+    head = "".join(
+        f"<th>{html.escape(m)} {k}</th>" for m in grid.metrics for k in ("ours", "published", "Δ")
+    )
     body = "".join(
-        "<tr><td>" + "</td><td>".join(html.escape(v) for v in
-                                      [r.cell, *[c for m in grid.metrics for c in _cells(r, m)],
-                                       r.status]) + "</td></tr>"
+        "<tr><td>"
+        + "</td><td>".join(
+            html.escape(v)
+            for v in [r.cell, *[c for m in grid.metrics for c in _cells(r, m)], r.status]
+        )
+        + "</td></tr>"
         for r in rows
-    )  # fmt: skip
-    page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(grid.title)}</title>"
-            f"<h1>{html.escape(grid.title)}</h1><p>Published figures: {html.escape(grid.source)}"
-            f"</p><table border=1 cellpadding=4><tr><th>cell</th>{head}<th>status</th></tr>"
-            f"{body}</table><p><img src='report.png' alt='ours vs published'></p>")  # fmt: skip
+    )
+    page = (
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(grid.title)}</title>"
+        f"<h1>{html.escape(grid.title)}</h1><p>Published figures: {html.escape(grid.source)}"
+        f"</p><table border=1 cellpadding=4><tr><th>cell</th>{head}<th>status</th></tr>"
+        f"{body}</table><p><img src='report.png' alt='ours vs published'></p>"
+    )
     (folder / "report.html").write_text(page)
     return text, folder / "report.html"

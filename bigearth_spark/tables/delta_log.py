@@ -32,23 +32,22 @@ class LiveFile:
     path: str  # absolute local path
     partition_values: dict[str, str | None]
     num_records: int | None
-    size: int
 
 
 @dataclass
 class Snapshot:
     """A Delta table version and its live files."""
 
-    table: str
     version: int
     files: list[LiveFile] = field(default_factory=list)
 
     def where(self, **partition: str | None) -> list[LiveFile]:
         """Live files whose partition values equal ``partition`` (e.g. ``split="train"``)."""
         return [
-            f for f in self.files
+            f
+            for f in self.files
             if all(f.partition_values.get(k) == v for k, v in partition.items())
-        ]  # fmt: skip
+        ]
 
 
 def _local(table: str) -> Path:
@@ -57,16 +56,15 @@ def _local(table: str) -> Path:
     return Path(re.sub(r"^file:(//)?", "", table))
 
 
-def _add(actions: dict[str, dict], removed: set[str], action: dict) -> None:
+def _apply(actions: dict[str, dict], action: dict) -> None:
+    """Replay one log action onto ``actions`` (live path → its add action)."""
     if action.get("add"):
         add = action["add"]
         if add.get("deletionVector"):
             raise DeltaLogError(f"{add['path']} has a deletion vector; disable them on the table")
         actions[add["path"]] = add
-        removed.discard(add["path"])
     elif action.get("remove"):
         actions.pop(action["remove"]["path"], None)
-        removed.add(action["remove"]["path"])
     elif action.get("checkpointMetadata") or action.get("sidecar"):
         raise DeltaLogError("v2 checkpoints are not supported")
 
@@ -85,7 +83,7 @@ def _checkpoint_actions(log: Path, version: int) -> tuple[int, dict[str, dict]]:
         table = pq.read_table(p, columns=["add"]).column("add").to_pylist()
         for add in table:
             if add:
-                _add(adds, set(), {"add": add})
+                _apply(adds, {"add": add})
     return start, adds
 
 
@@ -105,12 +103,11 @@ def snapshot(table: str, version: int | None = None) -> Snapshot:
     start, adds = _checkpoint_actions(log, version)
     if start < 0 and commits[0] != 0:
         raise DeltaLogError(f"{table}: log before version {commits[0]} was cleaned up")
-    removed: set[str] = set()
     for v in (c for c in commits if start < c <= version):
         with open(log / f"{v:020d}.json") as f:
             for line in f:
                 if line.strip():
-                    _add(adds, removed, json.loads(line))
+                    _apply(adds, json.loads(line))
     files = []
     for rel, add in sorted(adds.items()):
         stats = json.loads(add["stats"]) if add.get("stats") else {}
@@ -119,7 +116,6 @@ def snapshot(table: str, version: int | None = None) -> Snapshot:
                 str(root / unquote(rel)),
                 dict(add.get("partitionValues") or {}),
                 stats.get("numRecords"),
-                int(add.get("size", 0)),
             )
         )
-    return Snapshot(str(root), version, files)
+    return Snapshot(version, files)

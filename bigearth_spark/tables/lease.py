@@ -73,8 +73,15 @@ def _pid_alive(pid: int) -> bool:
 class IngestLease:
     """The lease of one lake for run ``run_id``; use as a context manager."""
 
-    def __init__(self, spark: SparkSession, lake: str, run_id: str, ttl_s: float = 300.0,
-                 wait_s: float = 3600.0, poll_s: float = 2.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spark: SparkSession,
+        lake: str,
+        run_id: str,
+        ttl_s: float = 300.0,
+        wait_s: float = 3600.0,
+        poll_s: float = 2.0,
+    ) -> None:
         self.spark, self.path, self.run_id = spark, table_path(lake, INGEST_LEASE), run_id
         self.ttl_s, self.wait_s, self.poll_s = ttl_s, wait_s, poll_s
         self.host, self.pid = socket.gethostname(), os.getpid()
@@ -92,8 +99,11 @@ class IngestLease:
 
     def acquire(self) -> None:
         """Take the lease, waiting up to ``wait_s`` for another holder; start the heartbeat."""
-        table = _retry(lambda: ensure_table(self.spark, self.path.rsplit("/", 1)[0], INGEST_LEASE,
-                                            INGEST_LEASE_SCHEMA))  # fmt: skip
+        table = _retry(
+            lambda: ensure_table(
+                self.spark, self.path.rsplit("/", 1)[0], INGEST_LEASE, INGEST_LEASE_SCHEMA
+            )
+        )
         deadline = time.monotonic() + self.wait_s
         announced = False
         while True:
@@ -180,8 +190,14 @@ class IngestLease:
         table = DeltaTable.forPath(self.spark, self.path)
         on = "t.lease = s.lease AND t.run_id = s.run_id"
         try:
-            _retry(lambda: table.alias("t").merge(self._row().alias("s"), on)
-                   .whenMatchedUpdateAll().execute())  # fmt: skip
+            _retry(
+                lambda: (
+                    table.alias("t")
+                    .merge(self._row().alias("s"), on)
+                    .whenMatchedUpdateAll()
+                    .execute()
+                )
+            )
         except Exception as e:
             self._lost = f"renewing the lake's lease failed: {e}"
             return False
@@ -200,10 +216,16 @@ def _is_conflict(e: BaseException) -> bool:
     """True for Delta's concurrent-commit errors (also when they arrive as Py4J/Spark errors)."""
     text = f"{type(e).__name__} {e}"
     return isinstance(e, DeltaConcurrentModificationException) or any(
-        k in text for k in ("Concurrent", "DELTA_CONCURRENT", "FileAlreadyExists",
-                            "DELTA_PROTOCOL_CHANGED", "already exists",
-                            "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION")
-    )  # fmt: skip
+        k in text
+        for k in (
+            "Concurrent",
+            "DELTA_CONCURRENT",
+            "FileAlreadyExists",
+            "DELTA_PROTOCOL_CHANGED",
+            "already exists",
+            "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION",
+        )
+    )
 
 
 def _retry(action, attempts: int = 8):

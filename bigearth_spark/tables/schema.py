@@ -53,63 +53,125 @@ ISSUES = T.ArrayType(ISSUE, True)
 # a missing partner or metadata). ``pair`` and ``lake`` rows are recomputed from the lake on
 # every run; ``input`` and ``unit`` rows stay until their patch is stored.
 ORIGINS = ("input", "unit", "pair", "lake")
-QUARANTINE_SCHEMA = T.StructType([
-    _f("patch_id", STR), _f("kind", STR), _f("path", STR, False), _f("reason", STR, False),
-    _f("message", STR), _f("origin", STR, False), _f("ingest_run", STR, False),
-    _f("first_seen", TS, False),
-])  # fmt: skip
+QUARANTINE_SCHEMA = T.StructType(
+    [
+        _f("patch_id", STR),
+        _f("kind", STR),
+        _f("path", STR, False),
+        _f("reason", STR, False),
+        _f("message", STR),
+        _f("origin", STR, False),
+        _f("ingest_run", STR, False),
+        _f("first_seen", TS, False),
+    ]
+)
 
-PATCH_METADATA_SCHEMA = T.StructType([
-    _f("patch_id", STR, False), _f("archive", STR, False), _f("split", STR), _f("is_snow", BOOL),
-    _f("is_cloud_or_shadow", BOOL), _f("in_no19_list", BOOL), _f("s1_patch_id", STR),
-    _f("labels19", STRS), _f("country", STR), _f("s2v1_name", STR),
-])  # fmt: skip
+PATCH_METADATA_SCHEMA = T.StructType(
+    [
+        _f("patch_id", STR, False),
+        _f("archive", STR, False),
+        _f("split", STR),
+        _f("is_snow", BOOL),
+        _f("is_cloud_or_shadow", BOOL),
+        _f("in_no19_list", BOOL),
+        _f("s1_patch_id", STR),
+        _f("labels19", STRS),
+        _f("country", STR),
+        _f("s2v1_name", STR),
+    ]
+)
 
-OFFICIAL_LISTS_SCHEMA = T.StructType([
-    _f("archive", STR, False), _f("membership", STR, False), _f("source", STR),
-])  # fmt: skip
+OFFICIAL_LISTS_SCHEMA = T.StructType(
+    [
+        _f("archive", STR, False),
+        _f("membership", STR, False),
+        _f("source", STR),
+    ]
+)
 
 MULTI_HOT = T.ArrayType(T.ByteType(), True)
 # Read from the patch folders (one decode task reads the S2, S1 and reference-map folders of a
 # pair): the pair key, the patch metadata and the source folder of each stored side.
 PAIR_SOURCE = [
-    _f("patch_id", STR, False), _f("archive", STR, False), _f("s1_patch_id", STR),
-    _f("tile", STR), _f("acquired", TS), _f("s1_acquired", TS), *GEOMETRY,
-    _f("source_product", STR), _f("s1_source_product", STR), _f("labels43", STRS),
-    _f("s2_path", STR), _f("s1_path", STR), _f("reference_map_path", STR),
-]  # fmt: skip
+    _f("patch_id", STR, False),
+    _f("archive", STR, False),
+    _f("s1_patch_id", STR),
+    _f("tile", STR),
+    _f("acquired", TS),
+    _f("s1_acquired", TS),
+    *GEOMETRY,
+    _f("source_product", STR),
+    _f("s1_source_product", STR),
+    _f("labels43", STRS),
+    _f("s2_path", STR),
+    _f("s1_path", STR),
+    _f("reference_map_path", STR),
+]
 # Derived from the official lists (patch_metadata, official_lists) and labels43; refreshed in
 # place when the lists change.
 PAIR_DERIVED = [
-    _f("split", STR), _f("is_snow", BOOL), _f("is_cloud_or_shadow", BOOL),
-    _f("has_no_19_label", BOOL), _f("labels19", STRS), _f("multi_hot_43", MULTI_HOT),
-    _f("multi_hot_19", MULTI_HOT), _f("country", STR), _f("s2v1_name", STR),
-]  # fmt: skip
+    _f("split", STR),
+    _f("is_snow", BOOL),
+    _f("is_cloud_or_shadow", BOOL),
+    _f("has_no_19_label", BOOL),
+    _f("labels19", STRS),
+    _f("multi_hot_43", MULTI_HOT),
+    _f("multi_hot_19", MULTI_HOT),
+    _f("country", STR),
+    _f("s2v1_name", STR),
+]
 S2_BAND_FIELDS = [band_field(b, True) for b in S2_BANDS]
 S1_BAND_FIELDS = [band_field(b, True) for b in S1_BANDS]
 REFERENCE_MAP_FIELD = band_field(REFERENCE_MAP, True)
 # ``pairs`` is the one table holding band bytes: one row per S2 patch id (the pair key), each
 # side's bands stored once at native resolution. A side that is not in the lake is NULL; a row
 # whose S2 patch is not stored (an S1 patch whose S2 partner is missing or broken) has no split.
-PAIRS_SCHEMA = T.StructType([
-    *PAIR_SOURCE, *PAIR_DERIVED, _f("issues", ISSUES), _f("ingest_run", STR, False),
-    _f("updated_at", TS, False), *S2_BAND_FIELDS, *S1_BAND_FIELDS, REFERENCE_MAP_FIELD,
-])  # fmt: skip
+PAIRS_SCHEMA = T.StructType(
+    [
+        *PAIR_SOURCE,
+        *PAIR_DERIVED,
+        _f("issues", ISSUES),
+        _f("ingest_run", STR, False),
+        _f("updated_at", TS, False),
+        *S2_BAND_FIELDS,
+        *S1_BAND_FIELDS,
+        REFERENCE_MAP_FIELD,
+    ]
+)
 SIDES = {"s2": S2_BAND_FIELDS, "s1": S1_BAND_FIELDS, "reference_map": [REFERENCE_MAP_FIELD]}
 SIDE_PATH = {"s2": "s2_path", "s1": "s1_path", "reference_map": "reference_map_path"}
 
-LABELS_SCHEMA = T.StructType([
-    _f("patch_id", STR, False), _f("archive", STR, False), _f("split", STR),
-    _f("nomenclature", STR, False), _f("label_index", INT, False), _f("label", STR, False),
-])  # fmt: skip
+LABELS_SCHEMA = T.StructType(
+    [
+        _f("patch_id", STR, False),
+        _f("archive", STR, False),
+        _f("split", STR),
+        _f("nomenclature", STR, False),
+        _f("label_index", INT, False),
+        _f("label", STR, False),
+    ]
+)
 
-NOMENCLATURE_SCHEMA = T.StructType([
-    _f("nomenclature", STR, False), _f("label_index", INT, False), _f("label", STR, False),
-    _f("clc_codes", T.ArrayType(INT, False)), _f("level1", STR), _f("level2", STR),
-    _f("target19_index", INT), _f("target19_label", STR),
-])  # fmt: skip
+NOMENCLATURE_SCHEMA = T.StructType(
+    [
+        _f("nomenclature", STR, False),
+        _f("label_index", INT, False),
+        _f("label", STR, False),
+        _f("clc_codes", T.ArrayType(INT, False)),
+        _f("level1", STR),
+        _f("level2", STR),
+        _f("target19_index", INT),
+        _f("target19_label", STR),
+    ]
+)
 
-INGEST_LEASE_SCHEMA = T.StructType([
-    _f("lease", STR, False), _f("run_id", STR, False), _f("host", STR), _f("pid", INT),
-    _f("acquired_at", TS, False), _f("expires_at", TS, False),
-])  # fmt: skip
+INGEST_LEASE_SCHEMA = T.StructType(
+    [
+        _f("lease", STR, False),
+        _f("run_id", STR, False),
+        _f("host", STR),
+        _f("pid", INT),
+        _f("acquired_at", TS, False),
+        _f("expires_at", TS, False),
+    ]
+)

@@ -41,15 +41,27 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     """Print :func:`lake_summary`'s dict as tables."""
     console = console or Console()
     sections = [
-        ("Tables", ["table", "rows", "version"],
-         [[n, v["rows"], v["version"]] for n, v in summary["tables"].items()]),
-        ("Pairs per split", ["archive", "split", "pairs", "with_s1", "snow", "cloud_or_shadow",
-                             "no_19_label"], [list(r.values()) for r in summary["splits"]]),
-        ("Top 19-class labels", ["archive", "label", "patches"],
-         [list(r.values()) for r in summary["top_labels"]]),
-        ("Quarantine", ["reason", "kind", "items"],
-         [list(r.values()) for r in summary["quarantine"]]),
-    ]  # fmt: skip
+        (
+            "Tables",
+            ["table", "rows", "version"],
+            [[n, v["rows"], v["version"]] for n, v in summary["tables"].items()],
+        ),
+        (
+            "Pairs per split",
+            ["archive", "split", "pairs", "with_s1", "snow", "cloud_or_shadow", "no_19_label"],
+            [list(r.values()) for r in summary["splits"]],
+        ),
+        (
+            "Top 19-class labels",
+            ["archive", "label", "patches"],
+            [list(r.values()) for r in summary["top_labels"]],
+        ),
+        (
+            "Quarantine",
+            ["reason", "kind", "items"],
+            [list(r.values()) for r in summary["quarantine"]],
+        ),
+    ]
     for title, columns, rows in sections:
         table = Table(title=title, title_justify="left")
         for c in columns:

@@ -43,16 +43,26 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
-         config: dict[str, Any]) -> Path:  # fmt: skip
+def save(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    config: dict[str, Any],
+) -> Path:
     """Write a checkpoint to ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-         "state": state.__dict__, "rng": rng_state(), "config": config},
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "state": state.__dict__,
+            "rng": rng_state(),
+            "config": config,
+        },
         tmp,
-    )  # fmt: skip
+    )
     os.replace(tmp, path)
     return path
 

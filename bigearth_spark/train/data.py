@@ -25,10 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as nnf
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from bigearth_spark.archive.bands import BAND_STATS, MODALITIES, S1_BANDS, Band
+from bigearth_spark.archive.labels import NOMENCLATURES
+from bigearth_spark.archive.lists import SPLITS
 from bigearth_spark.config import normalize_lake
 from bigearth_spark.tables import delta_log
 from bigearth_spark.tables.schema import PAIRS
@@ -36,7 +38,6 @@ from bigearth_spark.tables.write import table_path
 from bigearth_spark.train import shards
 
 RESAMPLING = ("bilinear", "bicubic", "nearest")
-SPLITS = ("train", "validation", "test")
 
 
 class EmptySplitError(ValueError):
@@ -78,10 +79,12 @@ class DataSpec:
         """Raise ValueError on an unknown split, modality, nomenclature or resampling, or on a
         batch size, worker count or prefetch depth out of range."""
         for value, allowed in (
-            (self.split, SPLITS), (self.modality, tuple(MODALITIES)),
-            (self.nomenclature, ("19", "43")), (self.resampling, RESAMPLING),
+            (self.split, SPLITS),
+            (self.modality, tuple(MODALITIES)),
+            (self.nomenclature, ("19", "43")),
+            (self.resampling, RESAMPLING),
             (self.stats, tuple(BAND_STATS)),
-        ):  # fmt: skip
+        ):
             if value not in allowed:
                 raise ValueError(f"{value!r} is not one of {allowed}")
         if self.batch_size < 1 or self.workers < 0 or self.prefetch < 1:
@@ -117,8 +120,12 @@ def band_array(column: pa.Array, band: Band) -> np.ndarray:
     return raw.view(band.numpy_dtype).reshape(n, band.size, band.size)
 
 
-def decode_bands(columns: dict[str, pa.ChunkedArray], bands: tuple[Band, ...], resampling: str,
-                 stats: dict[str, tuple[float, float]]) -> torch.Tensor:  # fmt: skip
+def decode_bands(
+    columns: dict[str, pa.ChunkedArray],
+    bands: tuple[Band, ...],
+    resampling: str,
+    stats: dict[str, tuple[float, float]],
+) -> torch.Tensor:
     """Band byte columns → normalised N×C×120×120 float32, resampled to the 10 m grid.
 
     Conversion and normalisation are one pass per band at native resolution, read straight from
@@ -144,7 +151,7 @@ def decode_bands(columns: dict[str, pa.ChunkedArray], bands: tuple[Band, ...], r
                 row += len(chunk)
         if size != 120:
             kw = {} if resampling == "nearest" else {"align_corners": False}
-            out[:, channels] = F.interpolate(native, size=(120, 120), mode=resampling, **kw)
+            out[:, channels] = nnf.interpolate(native, size=(120, 120), mode=resampling, **kw)
     return out
 
 
@@ -174,8 +181,9 @@ def split_files(spec: DataSpec) -> tuple[int, list[delta_log.LiveFile]]:
         f"; {unassigned} rows of this version have no split because the official lists were "
         "not ingested: re-run the ingest with --lists <folder of train.csv, val.csv, test.csv "
         "(v1) or metadata.parquet (v2)>"
-        if unassigned else "; the table has no rows of any unassigned split either"
-    )  # fmt: skip
+        if unassigned
+        else "; the table has no rows of any unassigned split either"
+    )
     raise EmptySplitError(f"split {spec.split!r} has no rows in pairs version {snap.version}{hint}")
 
 
@@ -197,8 +205,10 @@ class PairsDataset(IterableDataset):
         self.rows_in_split = sum(g.rows for g in self.groups)
         logged = sum(f.num_records or 0 for f in files)
         if all(f.num_records is not None for f in files) and logged != self.rows_in_split:
-            raise DataLossError(f"the Delta log counts {logged} rows in split {spec.split!r}, "
-                                f"the parquet footers {self.rows_in_split}")  # fmt: skip
+            raise DataLossError(
+                f"the Delta log counts {logged} rows in split {spec.split!r}, "
+                f"the parquet footers {self.rows_in_split}"
+            )
         self.target = f"multi_hot_{spec.nomenclature}"
         self.columns = ["patch_id", self.target, *[b.name for b in spec.bands]]
         self.epoch = 0
@@ -221,10 +231,10 @@ class PairsDataset(IterableDataset):
     def _tables(self, slices: list[shards.Slice]) -> Iterator[pa.Table]:
         files: dict[str, pq.ParquetFile] = {}
         for s in slices:
-            f = files.get(s.group.path) or files.setdefault(
-                s.group.path, pq.ParquetFile(s.group.path, memory_map=True)
-            )
-            yield f.read_row_group(s.group.index, columns=self.columns).slice(s.start, s.rows)
+            if s.group.path not in files:
+                files[s.group.path] = pq.ParquetFile(s.group.path, memory_map=True)
+            group = files[s.group.path].read_row_group(s.group.index, columns=self.columns)
+            yield group.slice(s.start, s.rows)
 
     def _batches(self, slices: list[shards.Slice], part: int) -> Iterator[Batch]:
         """Re-batch the slices' rows while still bytes; decode each batch once."""
@@ -256,9 +266,14 @@ class PairsDataset(IterableDataset):
         if size or skipped:
             yield emit(size)
 
-    def _decode(self, table: pa.Table | None, stats: dict[str, tuple[float, float]],
-                gen: torch.Generator, skipped: list[str]) -> Batch:  # fmt: skip
-        bands, k = self.spec.bands, int(self.target.rsplit("_", 1)[1])
+    def _decode(
+        self,
+        table: pa.Table | None,
+        stats: dict[str, tuple[float, float]],
+        gen: torch.Generator,
+        skipped: list[str],
+    ) -> Batch:
+        bands, k = self.spec.bands, len(NOMENCLATURES[self.spec.nomenclature])
         if table is None or table.num_rows == 0:
             empty = torch.empty((0, len(bands), 120, 120)), torch.empty((0, k))
             return Batch(*empty, [], skipped)
@@ -292,10 +307,12 @@ class PatchLoader:
         self.dataset.set_epoch(epoch)
         workers = self.spec.workers
         loader = DataLoader(
-            self.dataset, batch_size=None, num_workers=workers,
+            self.dataset,
+            batch_size=None,
+            num_workers=workers,
             prefetch_factor=self.spec.prefetch if workers else None,
             pin_memory=torch.cuda.is_available(),
-        )  # fmt: skip
+        )
         for batch in loader:
             if skipped is not None:
                 skipped += batch.skipped

@@ -71,8 +71,11 @@ def _load_imagenet(model: MultiLabelNet, name: str, bands: tuple[Band, ...]) -> 
     if name.startswith("vgg"):
         features = net.features.state_dict()
         features["0.weight"] = adapt_rgb_kernels(features["0.weight"], bands)
-        parts = [(body[0], features), (body[3], net.classifier[0].state_dict()),
-                 (body[6], net.classifier[3].state_dict())]  # fmt: skip
+        parts = [
+            (body[0], features),
+            (body[3], net.classifier[0].state_dict()),
+            (body[6], net.classifier[3].state_dict()),
+        ]
     else:
         stages = ((1, "bn1"), (4, "layer1"), (5, "layer2"), (6, "layer3"), (7, "layer4"))
         conv1 = {"weight": adapt_rgb_kernels(net.conv1.weight.detach(), bands)}
@@ -94,13 +97,17 @@ def _load_checkpoint(model: MultiLabelNet, path: Path) -> None:
         state = {k: v for k, v in state.items() if k not in head}
     wrong = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
     if wrong:
-        raise ValueError(f"init {path} does not fit this model (other input bands or model?): "
-                         f"shapes differ for {wrong[:5]}")  # fmt: skip
+        raise ValueError(
+            f"init {path} does not fit this model (other input bands or model?): "
+            f"shapes differ for {wrong[:5]}"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     body_missing = [k for k in missing if not k.startswith("head.")]
     if body_missing or unexpected:
-        raise ValueError(f"init {path} does not fit this model: missing {body_missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")  # fmt: skip
+        raise ValueError(
+            f"init {path} does not fit this model: missing {body_missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
 
 
 def initialise(model: MultiLabelNet, name: str, init: str, bands: tuple[Band, ...]) -> None:

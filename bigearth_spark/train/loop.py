@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import yaml
 from tqdm import tqdm
 
 from bigearth_spark.archive.labels import NOMENCLATURES
+from bigearth_spark.config import reject_unknown_keys
 from bigearth_spark.train import checkpoint
 from bigearth_spark.train.data import DataSpec, PatchLoader, verify_epoch
 from bigearth_spark.train.init import freeze_backbone, initialise, trainable
@@ -61,17 +62,25 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         """Load a YAML config and apply non-None ``overrides``."""
         data = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        reject_unknown_keys(data, cls, str(path))
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
 
 
 def _spec(cfg: TrainConfig, split: str, version: int | None) -> DataSpec:
-    return DataSpec(cfg.lake, split, cfg.modality, cfg.nomenclature, version, cfg.batch_size,
-                    cfg.resampling, cfg.augment and split == "train", cfg.stats, cfg.workers,
-                    cfg.prefetch)  # fmt: skip
+    return DataSpec(
+        cfg.lake,
+        split,
+        cfg.modality,
+        cfg.nomenclature,
+        version,
+        cfg.batch_size,
+        cfg.resampling,
+        cfg.augment and split == "train",
+        cfg.stats,
+        cfg.workers,
+        cfg.prefetch,
+    )
 
 
 def _gather_epoch(ids: list[str], loader: PatchLoader, skipped: list[str]) -> int:
@@ -102,8 +111,32 @@ def evaluate(model: torch.nn.Module, loader: PatchLoader, device: torch.device) 
     return metrics
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) training; return the final validation metrics and the table version."""
+@dataclass
+class _Run:
+    """What one rank holds while it trains."""
+
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    state: checkpoint.TrainState
+    train_loader: PatchLoader
+    val_loader: PatchLoader
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    base_lr: float
+    steps_per_epoch: int
+    warmup_steps: int
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def _start(cfg: TrainConfig) -> _Run:
+    """Join Horovod, resume from the last checkpoint if there is one, build the loaders of the
+    pinned table version, the model and the distributed optimizer, identical on every rank."""
     hvd.init()
     rank, world = hvd.rank(), hvd.size()
     torch.manual_seed(cfg.seed)
@@ -111,22 +144,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(hvd.local_rank())
-    device = torch.device("cuda" if cuda else "cpu")
-    out = Path(cfg.out)
-    resumed = checkpoint.load(out / checkpoint.LATEST)
+    resumed = checkpoint.load(Path(cfg.out) / checkpoint.LATEST)
     state = resumed["state"] if resumed else checkpoint.TrainState()
     version = state.table_version if resumed else cfg.table_version
     train_loader = PatchLoader(_spec(cfg, "train", version), rank, world, cfg.seed)
-    version = train_loader.version
-    val_loader = PatchLoader(_spec(cfg, "validation", version), rank, world, cfg.seed)
-    state.table_version = version
-    classes = len(NOMENCLATURES[cfg.nomenclature])
+    state.table_version = train_loader.version
+    val_loader = PatchLoader(_spec(cfg, "validation", state.table_version), rank, world, cfg.seed)
     bands = train_loader.spec.bands
-    model = build_model(cfg.model, len(bands), classes)
+    model = build_model(cfg.model, len(bands), len(NOMENCLATURES[cfg.nomenclature]))
     if not resumed:  # a resumed run loads its own weights below
         initialise(model, cfg.model, cfg.init, bands)
     if cfg.freeze_backbone:
         freeze_backbone(model)
+    device = torch.device("cuda" if cuda else "cpu")
     model = model.to(device)
     base_lr = cfg.lr * world
     # Wrap first: DistributedOptimizer builds a new optimizer from the param groups, so state
@@ -142,86 +172,131 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         checkpoint.set_rng_state(resumed["rng"])
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     hvd.broadcast_optimizer_state(opt, root_rank=0)
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    steps = max(1, train_loader.rows_in_split // (cfg.batch_size * world))
+    return _Run(
+        cfg,
+        rank,
+        world,
+        device,
+        state,
+        train_loader,
+        val_loader,
+        model,
+        opt,
+        torch.amp.GradScaler("cuda", enabled=cuda),
+        base_lr,
+        steps,
+        max(1, int(cfg.warmup_epochs * steps)),
+    )
+
+
+def _step(run: _Run, batch: Any, loss_fn: torch.nn.Module) -> float:
+    """One optimizer step on ``batch`` (warm-up LR, AMP on GPU); its loss."""
+    for group in run.opt.param_groups:
+        group["lr"] = run.base_lr * min(1.0, (run.state.step + 1) / run.warmup_steps)
+    run.opt.zero_grad()
+    with torch.autocast(run.device.type, enabled=run.cuda):
+        loss = loss_fn(
+            run.model(batch.x.to(run.device, non_blocking=True)),
+            batch.y.to(run.device, non_blocking=True),
+        )
+    run.scaler.scale(loss).backward()
+    if run.cuda:
+        run.opt.synchronize()
+        run.scaler.unscale_(run.opt)
+        with run.opt.skip_synchronize():
+            run.scaler.step(run.opt)
+    else:
+        run.opt.step()
+    run.scaler.update()
+    run.state.step += 1
+    return loss.item()
+
+
+def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
+    """Train one epoch on this rank's shard, bring the ranks together again and check that the
+    split was read exactly once; the mean training loss and the rows read, over all ranks."""
+    cfg = run.cfg
+    torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + run.rank)  # resumed runs repeat exactly
+    run.model.train()
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    steps_per_epoch = max(1, train_loader.rows_in_split // (cfg.batch_size * world))
-    warmup_steps = max(1, int(cfg.warmup_epochs * steps_per_epoch))
-    tracker = _Tracker(cfg, version, world) if rank == 0 else None
-    metrics: dict[str, Any] = {}
-    for epoch in range(state.epoch, cfg.epochs):
-        torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + rank)  # resumed runs repeat exactly
-        model.train()
-        ids: list[str] = []
-        skipped: list[str] = []
-        losses = []
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0)
-        for batch in train_loader.epoch(epoch, skipped):
-            for group in opt.param_groups:
-                group["lr"] = base_lr * min(1.0, (state.step + 1) / warmup_steps)
-            opt.zero_grad()
-            with torch.autocast(device.type, enabled=cuda):
-                loss = loss_fn(
-                    model(batch.x.to(device, non_blocking=True)),
-                    batch.y.to(device, non_blocking=True),
-                )
-            scaler.scale(loss).backward()
-            if cuda:
-                opt.synchronize()
-                scaler.unscale_(opt)
-                with opt.skip_synchronize():
-                    scaler.step(opt)
-            else:
-                opt.step()
-            scaler.update()
-            state.step += 1
+    ids: list[str] = []
+    skipped: list[str] = []
+    losses = []
+    desc = f"epoch {epoch + 1}/{cfg.epochs}"
+    with tqdm(total=run.steps_per_epoch, desc=desc, disable=run.rank != 0) as bar:
+        for batch in run.train_loader.epoch(epoch, skipped):
+            losses.append(_step(run, batch, loss_fn))
             ids += batch.ids
-            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        bar.close()
-        # Shards are equal (±1 row) but their last batches may differ in number: ranks that
-        # finish early join (contributing zero gradients); the last rank to join holds the
-        # weights everyone continues from.
-        last = hvd.join()
-        hvd.broadcast_parameters(model.state_dict(), root_rank=last)
-        hvd.broadcast_optimizer_state(opt, root_rank=last)
-        seen = _gather_epoch(ids, train_loader, skipped)
-        train_loss = float(
-            np.mean(hvd.allgather_object(float(np.mean(losses)) if losses else np.nan))
-        )
-        metrics = evaluate(model, val_loader, device)
+    # Shards are equal (±1 row) but their last batches may differ in number: ranks that finish
+    # early join (contributing zero gradients); the last rank to join holds the weights everyone
+    # continues from.
+    last = hvd.join()
+    hvd.broadcast_parameters(run.model.state_dict(), root_rank=last)
+    hvd.broadcast_optimizer_state(run.opt, root_rank=last)
+    seen = _gather_epoch(ids, run.train_loader, skipped)
+    mean_loss = float(np.mean(losses)) if losses else np.nan
+    return {"train_loss": float(np.mean(hvd.allgather_object(mean_loss))), "train_rows": seen}
+
+
+def _end_epoch(
+    run: _Run, epoch: int, summary: dict[str, float], improved: bool, tracker: _Tracker | None
+) -> None:
+    """Record the epoch: history, checkpoints (latest, and best if ``improved``), MLflow, log."""
+    run.state.history.append(summary)
+    if tracker is None:
+        return
+    cfg_dict = asdict(run.cfg)
+    out = Path(run.cfg.out)
+    checkpoint.save(out / checkpoint.LATEST, run.model, run.opt, run.state, cfg_dict)
+    if improved:
+        checkpoint.save(out / checkpoint.BEST, run.model, run.opt, run.state, cfg_dict)
+    tracker.epoch(epoch, summary)
+    log.info("epoch %d: %s", epoch + 1, json.dumps(summary))
+
+
+def _result(run: _Run, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The run's outcome: validation metrics, table version, and whether all ranks agree."""
+    checksums = hvd.allgather_object(_checksum(run.model))
+    return {
+        **{k: float(metrics[k]) for k in ("micro_f1", "macro_f1", "macro_ap", "micro_ap")},
+        "table_version": run.state.table_version,
+        "epochs": run.state.epoch,
+        "world_size": run.world,
+        "checkpoint": str(Path(run.cfg.out) / checkpoint.BEST),
+        "ranks_identical_weights": len(set(checksums)) == 1,
+        "weights_sha256": checksums[0],
+        "train_loss": [h["train_loss"] for h in run.state.history],
+    }
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) training; return the final validation metrics and the table version.
+    Stops early after ``patience`` epochs without a validation macro-AP gain."""
+    run = _start(cfg)
+    state = run.state
+    tracker = _Tracker(cfg, state.table_version, run.world) if run.rank == 0 else None
+    metrics: dict[str, Any] = {}
+    for epoch in range(state.epoch, cfg.epochs):
+        summary = _train_epoch(run, epoch)
+        metrics = evaluate(run.model, run.val_loader, run.device)
         state.epoch = epoch + 1
         improved = metrics["macro_ap"] > state.best_metric
         state.best_metric = max(state.best_metric, metrics["macro_ap"])
         state.epochs_without_improvement = 0 if improved else state.epochs_without_improvement + 1
-        summary = {"train_loss": train_loss, "train_rows": seen,
-                   **{k: float(v) for k, v in metrics.items() if np.isscalar(v)}}  # fmt: skip
-        state.history.append(summary)
-        if rank == 0:
-            cfg_dict = asdict(cfg)
-            checkpoint.save(out / checkpoint.LATEST, model, opt, state, cfg_dict)
-            if improved:
-                checkpoint.save(out / checkpoint.BEST, model, opt, state, cfg_dict)
-            tracker.epoch(epoch, summary)
-            log.info("epoch %d: %s", epoch + 1, json.dumps(summary))
+        summary.update({k: float(v) for k, v in metrics.items() if np.isscalar(v)})
+        _end_epoch(run, epoch, summary, improved, tracker)
         if state.epochs_without_improvement >= cfg.patience:
-            if rank == 0:
+            if run.rank == 0:
                 log.info("early stop: no macro-AP gain for %d epochs", cfg.patience)
             break
     if not metrics:  # resumed a finished run: report its validation metrics again
-        metrics = evaluate(model, val_loader, device)
-    checksums = hvd.allgather_object(_checksum(model))
-    result = {
-        "micro_f1": float(metrics["micro_f1"]), "macro_f1": float(metrics["macro_f1"]),
-        "macro_ap": float(metrics["macro_ap"]), "micro_ap": float(metrics["micro_ap"]),
-        "table_version": version, "epochs": state.epoch, "world_size": world,
-        "checkpoint": str(out / checkpoint.BEST),
-        "ranks_identical_weights": len(set(checksums)) == 1,
-        "weights_sha256": checksums[0],
-        "train_loss": [h["train_loss"] for h in state.history],
-    }  # fmt: skip
+        metrics = evaluate(run.model, run.val_loader, run.device)
+    result = _result(run, metrics)
     if tracker:
-        tracker.finish(out, result)
+        tracker.finish(Path(cfg.out), result)
     return result
 
 
@@ -241,8 +316,9 @@ class _Tracker:
 
         self.mlflow = mlflow
         uri = cfg.mlflow_uri
-        mlflow.set_tracking_uri(uri if "://" in uri or uri.startswith("file:") else
-                                Path(uri).resolve().as_uri())  # fmt: skip
+        mlflow.set_tracking_uri(
+            uri if "://" in uri or uri.startswith("file:") else Path(uri).resolve().as_uri()
+        )
         mlflow.set_experiment(cfg.experiment)
         self.run = mlflow.start_run(run_name=Path(cfg.out).name)
         mlflow.log_params({**asdict(cfg), "table_version": version, "world_size": world})

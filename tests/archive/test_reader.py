@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from bigearth_spark.archive import reader
-from bigearth_spark.archive.bands import S1_BANDS, S2_BANDS
+from bigearth_spark.archive.bands import S2_BANDS
 from bigearth_spark.archive.reader import PatchError, PatchRecord, read_patch
 from bigearth_spark.archive.tiff import read_tiff
 
@@ -50,7 +49,7 @@ def assert_sample_geometry(record: PatchRecord) -> None:
 
 def test_real_v1_s2() -> None:
     folder = SAMPLES / S2_ID
-    record = reader.read_v1_s2(folder)
+    record = reader.read_patch(folder, "v1_s2")
     assert (record.patch_id, record.kind, record.archive) == (S2_ID, "s2", "v1")
     assert record.path == str(folder)
     assert list(record.bands) == [b.name for b in S2_BANDS]
@@ -68,7 +67,7 @@ def test_real_v1_s2() -> None:
 
 
 def test_real_v1_s1() -> None:
-    record = reader.read_v1_s1(SAMPLES / S1_ID)
+    record = reader.read_patch(SAMPLES / S1_ID, "v1_s1")
     assert (record.patch_id, record.kind, record.archive) == (S1_ID, "s1", "v1")
     assert list(record.bands) == ["VV", "VH"]
     assert all(a.shape == (120, 120) and a.dtype == np.float32 for a in record.bands.values())
@@ -85,7 +84,7 @@ def test_real_v1_s1() -> None:
 def test_labels_sorted_in_nomenclature_order(tmp_path: Path) -> None:
     folder = copy_patch(S2_ID, tmp_path)
     edit_json(folder, lambda doc: doc.update(labels=["Pastures", "Sea and ocean", "Pastures"]))
-    assert reader.read_v1_s2(folder).labels43 == ["Pastures", "Sea and ocean"]
+    assert reader.read_patch(folder, "v1_s2").labels43 == ["Pastures", "Sea and ocean"]
 
 
 def test_stray_files_do_not_fail_the_read(tmp_path: Path) -> None:
@@ -126,10 +125,10 @@ def make_v2_reference_map(tmp_path: Path) -> Path:
 
 
 def test_v2_s2(tmp_path: Path) -> None:
-    record = reader.read_v2_s2(make_v2_s2(tmp_path))
+    record = reader.read_patch(make_v2_s2(tmp_path), "v2_s2")
     assert (record.patch_id, record.kind, record.archive) == (V2_S2_ID, "s2", "v2")
     assert list(record.bands) == [b.name for b in S2_BANDS]
-    v1 = reader.read_v1_s2(SAMPLES / S2_ID)
+    v1 = reader.read_patch(SAMPLES / S2_ID, "v1_s2")
     for name, array in record.bands.items():
         np.testing.assert_array_equal(array, v1.bands[name])
     assert_sample_geometry(record)
@@ -140,7 +139,7 @@ def test_v2_s2(tmp_path: Path) -> None:
 def test_v2_s1(tmp_path: Path) -> None:
     folder = copy_patch(S1_ID, tmp_path)
     (folder / f"{S1_ID}_labels_metadata.json").unlink()  # v2 has no JSON
-    record = reader.read_v2_s1(folder)
+    record = reader.read_patch(folder, "v2_s1")
     assert (record.kind, record.archive, list(record.bands)) == ("s1", "v2", ["VV", "VH"])
     assert_sample_geometry(record)
     assert record.acquired == datetime(2017, 6, 17, 6, 47, 24)
@@ -148,7 +147,7 @@ def test_v2_s1(tmp_path: Path) -> None:
 
 
 def test_v2_reference_map(tmp_path: Path) -> None:
-    record = reader.read_v2_reference_map(make_v2_reference_map(tmp_path))
+    record = reader.read_patch(make_v2_reference_map(tmp_path), "v2_reference_map")
     assert (record.kind, record.archive, list(record.bands)) == (
         "reference_map",
         "v2",
@@ -161,7 +160,9 @@ def test_v2_reference_map(tmp_path: Path) -> None:
 
 def test_v1_json_is_not_required_in_v2(tmp_path: Path) -> None:
     folder = copy_patch(S1_ID, tmp_path)  # a stray JSON in a v2 S1 folder is just stray
-    assert reader.read_v2_s1(folder).stray_files == [str(folder / f"{S1_ID}_labels_metadata.json")]
+    assert reader.read_patch(folder, "v2_s1").stray_files == [
+        str(folder / f"{S1_ID}_labels_metadata.json")
+    ]
 
 
 # ---- every PatchError reason, from a damaged copy of a real folder ----
@@ -296,7 +297,7 @@ def test_empty_and_missing_folders(tmp_path: Path) -> None:
         if folder.parent == tmp_path:
             folder.mkdir()
         with pytest.raises(PatchError) as info:
-            reader.read_v1_s2(folder)
+            reader.read_patch(folder, "v1_s2")
         assert (info.value.reason, info.value.path) == ("empty_folder", str(folder))
 
 
@@ -323,11 +324,11 @@ def test_v2_damages(tmp_path: Path) -> None:
     b11.unlink()
     write_tif(b11, array)
     with pytest.raises(PatchError, match="wrong_dtype"):
-        reader.read_v2_s2(folder)
+        reader.read_patch(folder, "v2_s2")
     ref = make_v2_reference_map(tmp_path)
     tif(ref, "reference_map").write_bytes(tif(ref, "reference_map").read_bytes()[:-200])
     with pytest.raises(PatchError) as info:
-        reader.read_v2_reference_map(ref)
+        reader.read_patch(ref, "v2_reference_map")
     assert info.value.reason == "corrupt_tif"
 
 
@@ -361,19 +362,6 @@ def test_reasons_are_exported_and_errors_pickle() -> None:
     assert isinstance(error, ValueError)
 
 
-def test_timing_per_patch() -> None:
-    """Not an assertion on speed: prints µs per patch folder (run with -s)."""
-    rounds = 50
-    for kind, name, tifs in (("v1_s2", S2_ID, len(S2_BANDS)), ("v1_s1", S1_ID, len(S1_BANDS))):
-        read_patch(SAMPLES / name, kind)
-        start = time.perf_counter()
-        for _ in range(rounds):
-            read_patch(SAMPLES / name, kind)
-        per_patch = (time.perf_counter() - start) / rounds * 1e6
-        print(f"\n{kind}: {per_patch:.0f} µs/patch ({tifs} tifs + JSON)")
-        assert per_patch > 0
-
-
 @pytest.mark.parametrize("interleave", ["pixel", "band"])
 def test_band_with_two_samples_per_pixel_is_rejected(tmp_path: Path, interleave: str) -> None:
     folder = copy_patch(S2_ID, tmp_path)
@@ -383,6 +371,6 @@ def test_band_with_two_samples_per_pixel_is_rejected(tmp_path: Path, interleave:
     tif.unlink()
     write_tif(tif, array, count=2, interleave=interleave)
     with pytest.raises(PatchError) as caught:
-        reader.read_v1_s2(folder)
+        reader.read_patch(folder, "v1_s2")
     assert caught.value.reason == reader.MULTI_SAMPLE
     assert "2 samples per pixel" in caught.value.detail and caught.value.path == str(tif)

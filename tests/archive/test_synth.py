@@ -131,8 +131,18 @@ def test_tiff_writer_gdal3_layout_equals_rasterio(tmp_path, dtype, size, nodata)
     path = tmp_path / "x.tif"
     kw = {} if nodata is None else {"nodata": nodata}
     transform = from_origin(700_000, 5_600_040, res, res)
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype=dtype,
-                       crs="EPSG:32631", transform=transform, **kw) as ds:  # fmt: skip
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype=dtype,
+        crs="EPSG:32631",
+        transform=transform,
+        **kw,
+    ) as ds:
         ds.write(a, 1)
     mine = geotiff_bytes(a, 700_000, 5_600_040, res, 32631, nodata=nodata, gdal3=True)
     assert mine == path.read_bytes()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import shutil
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
@@ -165,8 +164,14 @@ def test_general_path_gives_the_same_result(
     assert got.compression == compression
 
 
-@pytest.mark.parametrize("profile", [{"interleave": "pixel"}, {"interleave": "band"},
-                                     {"interleave": "band", "compress": "deflate"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "profile",
+    [
+        {"interleave": "pixel"},
+        {"interleave": "band"},
+        {"interleave": "band", "compress": "deflate"},
+    ],
+)
 def test_two_samples_per_pixel_are_rejected_on_both_paths(tmp_path: Path, profile: dict) -> None:
     path = tmp_path / "two.tif"
     options = {"crs": "EPSG:32629", "transform": from_origin(ULX, ULY, 10, 10), **profile}
@@ -323,23 +328,3 @@ def test_missing_file_raises_os_error(tmp_path: Path) -> None:
 def test_read_tiff_accepts_str_paths(tmp_path: Path) -> None:
     path = shutil.copy(SAMPLE_TIFS[0], tmp_path / "copy.tif")
     assert_same(read_tiff(str(path)), rasterio_reference(path))
-
-
-@needs_samples
-def test_timing_fast_vs_rasterio() -> None:
-    """Not an assertion on speed: prints µs per tif of both paths (run with -s)."""
-    rounds = 50
-    timings = {}
-    for name, read in (("fast", read_tiff), ("rasterio", tiff.read_tiff_rasterio)):
-        read(SAMPLE_TIFS[0])  # warm up (imports, GDAL driver registration)
-        start = time.perf_counter()
-        for _ in range(rounds):
-            for path in SAMPLE_TIFS:
-                read(path)
-        timings[name] = (time.perf_counter() - start) / (rounds * len(SAMPLE_TIFS)) * 1e6
-    print(
-        f"\nread_tiff: fast path {timings['fast']:.1f} µs/tif, "
-        f"rasterio {timings['rasterio']:.1f} µs/tif "
-        f"({timings['rasterio'] / timings['fast']:.0f}x) over {len(SAMPLE_TIFS)} sample tifs"
-    )
-    assert timings["fast"] > 0

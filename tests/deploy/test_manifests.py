@@ -222,8 +222,10 @@ def test_horovod_job_is_consistent(monkeypatch):
         assert worker["resources"][kind]["nvidia.com/gpu"] == slots
     # ssh as the image's non-root user: its uid, its home's .ssh for the operator's keys, and
     # the port and key location of the image's sshd_config.
-    user = re.search(r"useradd --create-home --uid (\d+) --gid \d+ (\w+)",
-                     (DOCKER / "Dockerfile.cuda").read_text())  # fmt: skip
+    user = re.search(
+        r"useradd --create-home --uid (\d+) --gid \d+ (\w+)",
+        (DOCKER / "Dockerfile.cuda").read_text(),
+    )
     assert user and spec["sshAuthMountPath"] == f"/home/{user[2]}/.ssh"
     for container in (launcher, worker):
         assert container["securityContext"]["runAsUser"] == int(user[1])

@@ -230,10 +230,26 @@ def test_standalone_ingest_equals_local_mode(cluster, tmp_path):
     print(f"comparing the lakes took {time.monotonic() - started:.0f} s: {rows}")
 
     # Horovod on Spark: the training launcher's 2 ranks run as barrier tasks on that cluster.
-    train = [str(BIN / "python"), str(ROOT / "jobs" / "train.py"), "--launcher", "spark",
-             "--master", url, "--num-proc", "2", "--lake", str(tmp_path / "lake1"),
-             "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "4",
-             "--mlflow-uri", str(tmp_path / "mlruns")]  # fmt: skip
+    train = [
+        str(BIN / "python"),
+        str(ROOT / "jobs" / "train.py"),
+        "--launcher",
+        "spark",
+        "--master",
+        url,
+        "--num-proc",
+        "2",
+        "--lake",
+        str(tmp_path / "lake1"),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--mlflow-uri",
+        str(tmp_path / "mlruns"),
+    ]
     done = subprocess.run(train, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

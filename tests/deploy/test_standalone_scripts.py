@@ -27,16 +27,27 @@ def test_taken_port_is_refused_before_anything_starts(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = run("start-cluster.sh", "1", run_dir=tmp_path, SPARK_MASTER_PORT=str(port),
-                   SPARK_MASTER_WEBUI_PORT=str(free_port()))  # fmt: skip
+        done = run(
+            "start-cluster.sh",
+            "1",
+            run_dir=tmp_path,
+            SPARK_MASTER_PORT=str(port),
+            SPARK_MASTER_WEBUI_PORT=str(free_port()),
+        )
     assert done.returncode == 1 and f"port 127.0.0.1:{port} is in use" in done.stderr
     assert not list(tmp_path.glob("*.pid")) and not list(tmp_path.glob("*.log"))
 
 
 def test_a_worker_that_dies_stops_the_cluster(tmp_path):
-    done = run("start-cluster.sh", "1", run_dir=tmp_path, SPARK_MASTER_PORT=str(free_port()),
-               SPARK_MASTER_WEBUI_PORT=str(free_port()), SPARK_WORKER_WEBUI_PORT="0",
-               SPARK_WORKER_MEMORY="lots")  # fmt: skip
+    done = run(
+        "start-cluster.sh",
+        "1",
+        run_dir=tmp_path,
+        SPARK_MASTER_PORT=str(free_port()),
+        SPARK_MASTER_WEBUI_PORT=str(free_port()),
+        SPARK_WORKER_WEBUI_PORT="0",
+        SPARK_WORKER_MEMORY="lots",
+    )
     assert done.returncode == 1
     assert "worker-1 exited during start" in done.stderr
     assert "Failed to parse byte string: lots" in done.stderr  # the worker log's tail

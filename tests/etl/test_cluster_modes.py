@@ -21,8 +21,16 @@ def content(spark, lake, name):
 def test_local_cluster_ingest_equals_local_mode(spark, v1_archive, v1_lake, tmp_path):
     root, _ = v1_archive
     lake = str(tmp_path / "lake")
-    proc = run_cli("spark-submit", "--master", "local-cluster[2,1,1024]", "jobs/ingest.py",
-                   "--input", str(root), "--lake", lake)  # fmt: skip
+    proc = run_cli(
+        "spark-submit",
+        "--master",
+        "local-cluster[2,1,1024]",
+        "jobs/ingest.py",
+        "--input",
+        str(root),
+        "--lake",
+        lake,
+    )
     assert "readable patches" in proc.stdout
     for name in (schema.PAIRS, schema.LABELS, schema.QUARANTINE, schema.PATCH_METADATA):
         a, b = content(spark, lake, name), content(spark, v1_lake[0], name)

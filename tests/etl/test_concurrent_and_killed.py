@@ -42,8 +42,9 @@ def submit(inputs: list[Path], lake: Path, log: Path, lists: Path | None = None)
     if lists:
         cmd += ["--lists", str(lists)]
     out = log.open("w")
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def failure(log: Path) -> str:
@@ -106,12 +107,15 @@ def test_concurrent_jobs_give_one_ingest(spark, v1_archive, reference, tmp_path)
     root, _ = v1_archive
     lake = tmp_path / "lake"
     jobs = {  # the whole input twice, and the S1 archive as a job of its own
-        "all-1": [root], "all-2": [root], "s1": [root / "BigEarthNet-S1-v1.0"],
-    }  # fmt: skip
+        "all-1": [root],
+        "all-2": [root],
+        "s1": [root / "BigEarthNet-S1-v1.0"],
+    }
     procs = {n: submit(i, lake, tmp_path / f"{n}.log", root / "lists") for n, i in jobs.items()}
     codes = {n: wait(p, tmp_path / f"{n}.log", 900) for n, p in procs.items()}
-    assert codes == dict.fromkeys(jobs, 0), {n: failure(tmp_path / f"{n}.log")
-                                             for n, c in codes.items() if c}  # fmt: skip
+    assert codes == dict.fromkeys(jobs, 0), {
+        n: failure(tmp_path / f"{n}.log") for n, c in codes.items() if c
+    }
     logs = [(tmp_path / f"{n}.log").read_text() for n in jobs]
     assert any(
         "waiting for the lake's lease" in log for log in logs

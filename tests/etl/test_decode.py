@@ -34,9 +34,16 @@ def test_a_side_failing_every_attempt_becomes_an_issue(monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(reader, "read_patch", flaky(99, calls))
     monkeypatch.setattr(decode.time, "sleep", lambda s: None)
-    unit = {"patch_id": S2_ID, "archive": "v1", "s2_path": str(SAMPLES / S2_ID),
-            "s1_path": str(SAMPLES / S1_ID), "reference_map_path": None,
-            "need_s2": True, "need_s1": False, "need_reference_map": False}  # fmt: skip
+    unit = {
+        "patch_id": S2_ID,
+        "archive": "v1",
+        "s2_path": str(SAMPLES / S2_ID),
+        "s1_path": str(SAMPLES / S1_ID),
+        "reference_map_path": None,
+        "need_s2": True,
+        "need_s1": False,
+        "need_reference_map": False,
+    }
     row = decode.decode_unit(unit)
     assert row["stored_sides"] == [] and len(calls) == decode.READ_ATTEMPTS
     assert [(i["patch_id"], i["kind"], i["reason"]) for i in row["issues"]] == [
@@ -46,9 +53,16 @@ def test_a_side_failing_every_attempt_becomes_an_issue(monkeypatch):
 
 @pytest.mark.parametrize("need_s1", [True, False])
 def test_a_unit_reads_only_the_sides_it_needs(need_s1):
-    unit = {"patch_id": S2_ID, "archive": "v1", "s2_path": str(SAMPLES / S2_ID),
-            "s1_path": str(SAMPLES / S1_ID), "reference_map_path": None,
-            "need_s2": True, "need_s1": need_s1, "need_reference_map": False}  # fmt: skip
+    unit = {
+        "patch_id": S2_ID,
+        "archive": "v1",
+        "s2_path": str(SAMPLES / S2_ID),
+        "s1_path": str(SAMPLES / S1_ID),
+        "reference_map_path": None,
+        "need_s2": True,
+        "need_s1": need_s1,
+        "need_reference_map": False,
+    }
     row = decode.decode_unit(unit)
     assert row["stored_sides"] == (["s2", "s1"] if need_s1 else ["s2"])
     assert (row.get("VV") is not None) == need_s1 and len(row["B02"]) == 120 * 120 * 2

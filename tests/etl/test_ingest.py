@@ -28,11 +28,13 @@ def table(spark, lake, name):
 
 
 KEYS = {
-    schema.PAIRS: ["patch_id"], schema.LABELS: ["patch_id", "nomenclature", "label_index"],
-    schema.NOMENCLATURE: ["nomenclature", "label_index"], schema.QUARANTINE: ["path", "reason"],
+    schema.PAIRS: ["patch_id"],
+    schema.LABELS: ["patch_id", "nomenclature", "label_index"],
+    schema.NOMENCLATURE: ["nomenclature", "label_index"],
+    schema.QUARANTINE: ["path", "reason"],
     schema.PATCH_METADATA: ["patch_id", "archive"],
     schema.OFFICIAL_LISTS: ["archive", "membership"],
-}  # fmt: skip
+}
 
 
 def assert_keys_unique(spark, lake) -> dict[str, int]:
@@ -110,10 +112,19 @@ def test_every_v1_defect_is_quarantined_and_nothing_is_lost(spark, v1_lake, v1_a
     by_reason_id = {(r["reason"], r["patch_id"]) for r in q}
     by_reason_path = {(r["reason"], r["path"]) for r in q}
     assert set(manifest["defects"]) == {
-        "corrupt_tif", "missing_band", "wrong_shape", "wrong_dtype", "missing_json",
-        "malformed_json", "unknown_label", "missing_s2_partner", "missing_s1_partner",
-        "duplicate_patch_id", "empty_folder", "stray_file",
-    }  # fmt: skip
+        "corrupt_tif",
+        "missing_band",
+        "wrong_shape",
+        "wrong_dtype",
+        "missing_json",
+        "malformed_json",
+        "unknown_label",
+        "missing_s2_partner",
+        "missing_s1_partner",
+        "duplicate_patch_id",
+        "empty_folder",
+        "stray_file",
+    }
     for reason, items in manifest["defects"].items():
         for item in items:
             if item["patch_id"] is None:
@@ -121,12 +132,19 @@ def test_every_v1_defect_is_quarantined_and_nothing_is_lost(spark, v1_lake, v1_a
             else:
                 assert (reason, item["patch_id"]) in by_reason_id, (reason, item)
     # every S2 folder of the input is either a stored S2 side or quarantined with a reason
-    s2_folders = {str(p) for r in ("BigEarthNet-v1.0", "BigEarthNet-v1.0-extra")
-                  for p in (root / r).iterdir() if p.is_dir()}  # fmt: skip
+    s2_folders = {
+        str(p)
+        for r in ("BigEarthNet-v1.0", "BigEarthNet-v1.0-extra")
+        for p in (root / r).iterdir()
+        if p.is_dir()
+    }
     pairs = table(spark, lake, schema.PAIRS)
     stored = {r["s2_path"] for r in pairs.where("s2_path IS NOT NULL").collect()}
-    rejected = {r["path"] for r in q if r["kind"] == "s2"
-                and r["reason"] not in (*LAKE_REASONS, "stray_file")}  # fmt: skip
+    rejected = {
+        r["path"]
+        for r in q
+        if r["kind"] == "s2" and r["reason"] not in (*LAKE_REASONS, "stray_file")
+    }
     assert stored | rejected == s2_folders and not stored & rejected
     # and every S1 folder a stored S1 side or quarantined (its S2 partner missing or broken
     # leaves it stored, with a missing_s2_partner row)
@@ -145,8 +163,10 @@ def test_rerun_is_idempotent(spark, v1_lake, v1_archive):
     from delta.tables import DeltaTable
 
     def versions():
-        return {n: DeltaTable.forPath(spark, table_path(lake, n)).history(1).first()["version"]
-                for n in schema.TABLES}  # fmt: skip
+        return {
+            n: DeltaTable.forPath(spark, table_path(lake, n)).history(1).first()["version"]
+            for n in schema.TABLES
+        }
 
     before = versions()
     report = Ingest(spark, lake).run([str(v1_archive[0])])
@@ -162,14 +182,18 @@ def test_same_archive_at_another_path_is_a_no_op(spark, v1_lake, v1_archive, tmp
     copy = tmp_path / "mounted-elsewhere"
     shutil.copytree(root, copy)
     band_tables = [schema.PAIRS, schema.LABELS, schema.PATCH_METADATA, schema.NOMENCLATURE]
-    before = {n: DeltaTable.forPath(spark, table_path(lake, n)).history(1).first()["version"]
-              for n in band_tables}  # fmt: skip
+    before = {
+        n: DeltaTable.forPath(spark, table_path(lake, n)).history(1).first()["version"]
+        for n in band_tables
+    }
     q_before = {
         (r["patch_id"], r["reason"]) for r in table(spark, lake, schema.QUARANTINE).collect()
     }
     report = Ingest(spark, lake).run([str(copy)])
-    after = {n: DeltaTable.forPath(spark, table_path(lake, n)).history(1).first()["version"]
-             for n in band_tables}  # fmt: skip
+    after = {
+        n: DeltaTable.forPath(spark, table_path(lake, n)).history(1).first()["version"]
+        for n in band_tables
+    }
     assert after == before
     # only the stray file at the new root is new: no patch is quarantined again
     assert report.quarantined == {"stray_file": 1}
@@ -283,11 +307,15 @@ def test_sql_views_and_export(spark, v1_lake, v1_archive, tmp_path, capsys):
 
     lake, _ = v1_lake
     root, manifest = v1_archive
-    query = ("SELECT label, split, patches FROM bigearthnet.label_counts_per_split "
-             "WHERE nomenclature = '19'")  # fmt: skip
+    query = (
+        "SELECT label, split, patches FROM bigearthnet.label_counts_per_split "
+        "WHERE nomenclature = '19'"
+    )
     assert main(["sql", "--lake", lake, "--json", query]) == 0
-    got = {(r["label"], r["split"]): r["patches"]
-           for r in map(json.loads, capsys.readouterr().out.strip().splitlines())}  # fmt: skip
+    got = {
+        (r["label"], r["split"]): r["patches"]
+        for r in map(json.loads, capsys.readouterr().out.strip().splitlines())
+    }
     expected: dict = {}
     for truth in manifest["patches"].values():
         split = V1_SPLIT.get(truth["split"], truth["split"])
@@ -319,10 +347,16 @@ def test_real_samples_ingest_bit_exact_with_official_labels(spark, tmp_path):
     shutil.copytree(s1_dir, archive / "BigEarthNet-S1-v1.0" / s1_dir.name)
     lists = tmp_path / "lists"
     lists.mkdir()
-    for name in ("train", "val", "test", "patches_with_seasonal_snow",
-                 "patches_with_cloud_and_shadow"):  # fmt: skip
-        (lists / f"{name}.csv").write_text("".join(
-            f"{x}\r\n" for x in _official_lines(name, {s2_dir.name})))  # fmt: skip
+    for name in (
+        "train",
+        "val",
+        "test",
+        "patches_with_seasonal_snow",
+        "patches_with_cloud_and_shadow",
+    ):
+        (lists / f"{name}.csv").write_text(
+            "".join(f"{x}\r\n" for x in _official_lines(name, {s2_dir.name}))
+        )
     lake = str(tmp_path / "lake")
     Ingest(spark, lake).run([str(archive)], [str(lists)])
     pair = rows_by_id(spark, lake, schema.PAIRS)[s2_dir.name]
@@ -341,16 +375,21 @@ def test_real_samples_ingest_bit_exact_with_official_labels(spark, tmp_path):
     assert pair["s1_patch_id"] == s1_dir.name and pair["split"] == "train"
     assert pair["is_snow"] is False and pair["is_cloud_or_shadow"] is False
     assert (pair["epsg"], pair["ulx"], pair["uly"], pair["lrx"], pair["lry"]) == (
-        32629, 643200, 5798040, 644400, 5796840,
-    )  # fmt: skip
+        32629,
+        643200,
+        5798040,
+        644400,
+        5796840,
+    )
 
 
 def test_nothing_readable_exits_non_zero(spark, tmp_path):
     from bigearth_spark.cli import main
 
     (tmp_path / "BigEarthNet-v1.0" / "S2A_MSIL2A_20170617T113321_1_2").mkdir(parents=True)
-    code = main(["ingest", "--input", str(tmp_path / "BigEarthNet-v1.0"),
-                 "--lake", str(tmp_path / "lake")])  # fmt: skip
+    code = main(
+        ["ingest", "--input", str(tmp_path / "BigEarthNet-v1.0"), "--lake", str(tmp_path / "lake")]
+    )
     assert code == 1
     q = table(spark, str(tmp_path / "lake"), schema.QUARANTINE).collect()
     assert [(r["reason"], r["patch_id"]) for r in q] == [

@@ -58,8 +58,9 @@ def test_provided_codes_drive_the_hamming_ranking() -> None:
     emb = np.zeros((3, 2))
     labels = np.array([A, B, A])
     codes = np.array([[1, 1, 1], [1, 1, 0], [-1, -1, -1]])  # ±1 codes: > 0 is a one-bit
-    m = retrieval_metrics(emb[:1], labels[:1], emb, labels, ks=(1, 2), q_codes=[[1, 1, 1]],
-                          a_codes=codes)  # fmt: skip
+    m = retrieval_metrics(
+        emb[:1], labels[:1], emb, labels, ks=(1, 2), q_codes=[[1, 1, 1]], a_codes=codes
+    )
     # Hamming from 111: a0 (0, rel), a1 (1), a2 (3, rel)
     assert m["hamming_precision_at_1"] == 1.0
     assert m["hamming_precision_at_2"] == 0.5
@@ -119,8 +120,9 @@ def test_perfect_embeddings_give_precision_one() -> None:
     assert m["cosine_precision_at_10"] == m["cosine_map_at_20"] == 1.0
     # Single-label archive with one-hot codes: Hamming 0 within a class, 2 across.
     single = np.eye(4, dtype=np.uint8)[rng.integers(0, 4, 200)]
-    m = retrieval_metrics(single, single, single, single, ks=(10, 20), same_set=True,
-                          q_codes=single, a_codes=single)  # fmt: skip
+    m = retrieval_metrics(
+        single, single, single, single, ks=(10, 20), same_set=True, q_codes=single, a_codes=single
+    )
     assert all(v == 1.0 for v in m.values()), m
 
 

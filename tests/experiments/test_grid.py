@@ -22,17 +22,34 @@ pytestmark = pytest.mark.slow
 def grid_file(tmp_path, start):
     cells = [
         {"name": f"{m}-{mod}", "model": m, "modality": mod}
-        for m in ("s-cnn", "k-branch") for mod in ("s2-rgb", "s1s2")
-    ]  # fmt: skip
+        for m in ("s-cnn", "k-branch")
+        for mod in ("s2-rgb", "s1s2")
+    ]
     cells[0]["published"] = {"micro_f1": 0.5}
     cells[3]["init"] = str(start)  # fine-tunes from a checkpoint that does not exist yet
-    cells.append({"name": "unavailable", "model": None, "note": "not in the zoo",
-                  "published": {"micro_f1": 0.4}})  # fmt: skip
-    doc = {"name": "tiny", "title": "A tiny grid", "source": "a test", "split": "test",
-           "metrics": ["micro_f1", "macro_ap"],
-           "train": {"epochs": 1, "batch_size": 8, "workers": 0, "augment": False,
-                     "mlflow_uri": str(tmp_path / "mlruns")},
-           "cells": cells}  # fmt: skip
+    cells.append(
+        {
+            "name": "unavailable",
+            "model": None,
+            "note": "not in the zoo",
+            "published": {"micro_f1": 0.4},
+        }
+    )
+    doc = {
+        "name": "tiny",
+        "title": "A tiny grid",
+        "source": "a test",
+        "split": "test",
+        "metrics": ["micro_f1", "macro_ap"],
+        "train": {
+            "epochs": 1,
+            "batch_size": 8,
+            "workers": 0,
+            "augment": False,
+            "mlflow_uri": str(tmp_path / "mlruns"),
+        },
+        "cells": cells,
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(doc))
     return Grid.load(path)
@@ -44,25 +61,35 @@ def test_grid_runs_resumes_and_reports(spark, v1_lake, tmp_path):
     grid = grid_file(tmp_path, start)
     out = tmp_path / "runs"
     status = run_grid(spark, grid, lake, out, archive_split=None)
-    assert status == {"s-cnn-s2-rgb": "done", "s-cnn-s1s2": "done", "k-branch-s2-rgb": "done",
-                      "k-branch-s1s2": "failed", "unavailable": "not runnable"}  # fmt: skip
+    assert status == {
+        "s-cnn-s2-rgb": "done",
+        "s-cnn-s1s2": "done",
+        "k-branch-s2-rgb": "done",
+        "k-branch-s1s2": "failed",
+        "unavailable": "not runnable",
+    }
     failed = cell_dir(out, grid, grid.cells[3])
     assert "no checkpoint or state dict" in (failed / ERROR).read_text()
     assert "| failed (see error.txt) |" in write_report(grid, out)[0]
     # the failed cell's start (a state dict) now exists: the next run trains it and skips the
     # finished ones
     torch.save(build_model("k-branch", len(MODALITIES["s1s2"]), 19).state_dict(), start)
-    stamps = {c.name: (cell_dir(out, grid, c) / RESULT).stat().st_mtime_ns
-              for c in grid.cells[:3]}  # fmt: skip
+    stamps = {c.name: (cell_dir(out, grid, c) / RESULT).stat().st_mtime_ns for c in grid.cells[:3]}
     status = run_grid(spark, grid, lake, out, archive_split=None)
-    assert status == {"s-cnn-s2-rgb": "skipped", "s-cnn-s1s2": "skipped",
-                      "k-branch-s2-rgb": "skipped", "k-branch-s1s2": "done",
-                      "unavailable": "not runnable"}  # fmt: skip
+    assert status == {
+        "s-cnn-s2-rgb": "skipped",
+        "s-cnn-s1s2": "skipped",
+        "k-branch-s2-rgb": "skipped",
+        "k-branch-s1s2": "done",
+        "unavailable": "not runnable",
+    }
     assert not (failed / ERROR).exists()
-    assert stamps == {c.name: (cell_dir(out, grid, c) / RESULT).stat().st_mtime_ns
-                      for c in grid.cells[:3]}  # fmt: skip
-    results = {c.name: json.loads((cell_dir(out, grid, c) / RESULT).read_text())
-               for c in grid.cells[:4]}  # fmt: skip
+    assert stamps == {
+        c.name: (cell_dir(out, grid, c) / RESULT).stat().st_mtime_ns for c in grid.cells[:3]
+    }
+    results = {
+        c.name: json.loads((cell_dir(out, grid, c) / RESULT).read_text()) for c in grid.cells[:4]
+    }
     assert {r["config"]["modality"] for r in results.values()} == {"s2-rgb", "s1s2"}
     metrics = spark.read.format("delta").load(table_path(lake, "metrics"))
     run_ids = {r["metrics"]["run_id"] for r in results.values()}

@@ -8,24 +8,67 @@ from pathlib import Path
 
 import pytest
 
+from bigearth_spark.archive.labels import NOMENCLATURES
+from bigearth_spark.evaluate.classify import Predictions, predict, split_loader
+from bigearth_spark.evaluate.retrieve import retrieval_metrics
 from bigearth_spark.tables import delta_log, schema
 from bigearth_spark.tables.write import table_path
+from bigearth_spark.train import checkpoint
+from bigearth_spark.train.metrics import multilabel_metrics
+from bigearth_spark.train.models import build_model
 from tests.conftest import VENV_BIN, run_cli
 
 pytestmark = pytest.mark.slow
-ARGS = ["--model", "s-cnn", "--modality", "s1s2", "--batch-size", "8", "--lr", "0.002",
-        "--warmup-epochs", "0.5", "--patience", "20"]  # fmt: skip
+ARGS = [
+    "--model",
+    "s-cnn",
+    "--modality",
+    "s1s2",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.002",
+    "--warmup-epochs",
+    "0.5",
+    "--patience",
+    "20",
+]
 
 
 def horovodrun(lake: str, out: Path, epochs: int, *extra: str) -> dict:
     proc = run_cli(
-        "horovodrun", "-np", "2", "-H", "localhost:2", str(VENV_BIN / "python"),
-        "jobs/train.py", "--lake", lake, "--out", str(out), "--epochs", str(epochs),
-        "--mlflow-uri", str(out.parent / "mlruns"), *ARGS, *extra,
-    )  # fmt: skip
+        "horovodrun",
+        "-np",
+        "2",
+        "-H",
+        "localhost:2",
+        str(VENV_BIN / "python"),
+        "jobs/train.py",
+        "--lake",
+        lake,
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--mlflow-uri",
+        str(out.parent / "mlruns"),
+        *ARGS,
+        *extra,
+    )
     lines = [line for line in proc.stdout.splitlines() if '"micro_f1"' in line]
     assert len(lines) == 1, proc.stdout[-3000:]
     return json.loads(lines[0].split(">:", 1)[-1] if lines[0].startswith("[") else lines[0])
+
+
+def predictions(lake: str, ckpt_path: str | Path, split: str) -> Predictions:
+    """The checkpoint's predictions on ``split``, computed here in one process."""
+    ckpt = checkpoint.load(Path(ckpt_path))
+    cfg = ckpt["config"]
+    loader = split_loader(lake, ckpt, split, workers=0)
+    classes = len(NOMENCLATURES[cfg["nomenclature"]])
+    model = build_model(cfg["model"], len(loader.spec.bands), classes)
+    model.load_state_dict(ckpt["model"])
+    return predict(model, loader, split)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +86,11 @@ def test_two_ranks_train_identically_and_loss_falls(trained):
     assert straight["world_size"] == 2 and straight["ranks_identical_weights"]
     assert straight["train_loss"][-1] < straight["train_loss"][0]
     assert straight["table_version"] == delta_log.snapshot(table_path(lake, schema.PAIRS)).version
-    for key in ("micro_f1", "macro_f1", "macro_ap"):
-        assert 0.0 <= straight[key] <= 1.0
+    # the ranks' gathered validation scores equal one process scoring the final weights
+    val = predictions(lake, Path(straight["checkpoint"]).parent / checkpoint.LATEST, "validation")
+    expected = multilabel_metrics(val.y, val.scores)
+    for key in ("micro_f1", "macro_f1", "macro_ap", "micro_ap"):
+        assert straight[key] == pytest.approx(expected[key], abs=1e-6), key
 
 
 def test_resumed_run_continues_exactly(trained):
@@ -65,18 +111,37 @@ def test_mlflow_recorded_the_run(trained):
 def test_evaluation_writes_metrics_table_and_report(spark, trained):
     lake, base, straight, _, _ = trained
     report = base / "report"
-    proc = run_cli("python", "jobs/evaluate.py", "--lake", lake, "--checkpoint",
-                   straight["checkpoint"], "--split", "test", "--report", str(report))  # fmt: skip
+    proc = run_cli(
+        "python",
+        "jobs/evaluate.py",
+        "--lake",
+        lake,
+        "--checkpoint",
+        straight["checkpoint"],
+        "--split",
+        "test",
+        "--report",
+        str(report),
+    )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["table_version"] == straight["table_version"]
     test_rows = (
-        spark.read.format("delta").option("versionAsOf", result["table_version"])
-        .load(table_path(lake, schema.PAIRS)).where("split = 'test'")
-    )  # fmt: skip
+        spark.read.format("delta")
+        .option("versionAsOf", result["table_version"])
+        .load(table_path(lake, schema.PAIRS))
+        .where("split = 'test'")
+    )
     without_s1 = test_rows.where("VV IS NULL").count()
-    assert (result["rows"], result["rows_without_s1"]) == (test_rows.count() - without_s1,
-                                                            without_s1)  # fmt: skip
-    assert "cosine_map_at_10" in result and "hamming_precision_at_10" in result
+    assert (result["rows"], result["rows_without_s1"]) == (
+        test_rows.count() - without_s1,
+        without_s1,
+    )
+    test, archive = (predictions(lake, straight["checkpoint"], s) for s in ("test", "train"))
+    expected = multilabel_metrics(test.y, test.scores) | retrieval_metrics(
+        test.embeddings, test.y, archive.embeddings, archive.y, ks=(10, 20)
+    )
+    for key in ("micro_f1", "macro_ap", "cosine_map_at_10", "hamming_precision_at_20"):
+        assert result[key] == pytest.approx(expected[key], abs=1e-6), key
     metrics = spark.read.format("delta").load(table_path(lake, "metrics"))
     rows = metrics.where(f"run_id = '{result['run_id']}'").collect()
     overall = {r["metric"]: r["value"] for r in rows if r["class"] is None}
@@ -89,9 +154,23 @@ def test_evaluation_writes_metrics_table_and_report(spark, trained):
 
 def test_horovod_on_spark_launcher(v1_lake, tmp_path):
     lake, _ = v1_lake
-    proc = run_cli("python", "jobs/train.py", "--launcher", "spark", "--num-proc", "2",
-                   "--lake", lake, "--out", str(tmp_path / "run"), "--epochs", "2",
-                   "--mlflow-uri", str(tmp_path / "mlruns"), *ARGS)  # fmt: skip
+    proc = run_cli(
+        "python",
+        "jobs/train.py",
+        "--launcher",
+        "spark",
+        "--num-proc",
+        "2",
+        "--lake",
+        lake,
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "2",
+        "--mlflow-uri",
+        str(tmp_path / "mlruns"),
+        *ARGS,
+    )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["world_size"] == 2 and result["ranks_identical_weights"]
     assert result["epochs"] == 2 and len(result["train_loss"]) == 2

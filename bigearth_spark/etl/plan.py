@@ -1,0 +1,84 @@
+"""The plan of a run: which sides of the discovered pair units still need decoding.
+
+Units are matched with the lake by patch id, never by path (the same archive at another mount is
+a no-op), and a side that already failed for a permanent reason is not read again; transient read
+errors and folder-level findings (stray files, duplicates) do not block a side.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from bigearth_spark.archive.reader import TRANSIENT_REASONS
+from bigearth_spark.etl import discover, pairs
+from bigearth_spark.tables import schema
+
+SIDES = tuple(schema.SIDE_PATH)
+NEED = [f"need_{s}" for s in SIDES]
+# reasons that do not stop a later run from reading the side again
+_RETRIED = (*TRANSIENT_REASONS, discover.STRAY_FILE, discover.DUPLICATE, discover.DUPLICATE_PARTNER)
+
+
+def has_side(side: str) -> Column:
+    """``_has_<side>``: whether a row of ``pairs`` stores ``side``."""
+    return F.col(schema.SIDE_PATH[side]).isNotNull().alias(f"_has_{side}")
+
+
+def _permanently_bad(quarantine_df: DataFrame, pairs_df: DataFrame) -> DataFrame:
+    """(patch_id, kind) of the sides that failed for a permanent reason, by patch id and side."""
+    recorded = pairs_df.select(F.explode("issues").alias("i"))
+    return (
+        quarantine_df.where(F.col("origin") == "unit")
+        .select("patch_id", "kind", "reason")
+        .unionByName(recorded.select("i.patch_id", "i.kind", "i.reason"))
+        .where(~F.col("reason").isin(*_RETRIED))
+        .select("patch_id", "kind")
+        .distinct()
+    )
+
+
+def units_to_decode(
+    units: DataFrame, pairs_df: DataFrame, quarantine_df: DataFrame, metadata: DataFrame
+) -> DataFrame:
+    """The units with a side to decode, with their ``need_<side>`` flags, ``is_update`` (the
+    pair is stored and gets a side now), the stored S2 path and 43 labels, and their metadata."""
+    stored = pairs_df.select(
+        "patch_id",
+        F.lit(True).alias("_stored"),
+        *[has_side(s) for s in SIDES],
+        F.col("s2_path").alias("_stored_s2_path"),
+        F.col("labels43").alias("_stored_labels43"),
+    )
+    bad = _permanently_bad(quarantine_df, pairs_df)
+    planned = units.join(stored, "patch_id", "left")
+    for s in SIDES:
+        side_id = "s1_patch_id" if s == "s1" else "patch_id"
+        known_bad = bad.where(F.col("kind") == s).select(
+            F.col("patch_id").alias(f"_bad_{s}"), F.lit(True).alias(f"_is_bad_{s}")
+        )
+        planned = planned.join(known_bad, F.col(side_id) == F.col(f"_bad_{s}"), "left")
+        planned = planned.withColumn(
+            f"need_{s}",
+            F.col(schema.SIDE_PATH[s]).isNotNull()
+            & ~F.coalesce(f"_has_{s}", F.lit(False))
+            & F.col(f"_is_bad_{s}").isNull(),
+        )
+    need = F.col("need_s2") | F.col("need_s1") | F.col("need_reference_map")
+    todo = planned.where(need).select(
+        *units.columns,
+        *NEED,
+        F.col("_stored").isNotNull().alias("is_update"),
+        "_stored_s2_path",
+        "_stored_labels43",
+    )
+    return pairs.with_metadata(todo, metadata)
+
+
+def complete(units: DataFrame, pairs_df: DataFrame) -> DataFrame:
+    """The units whose every side is stored in ``pairs``."""
+    joined = units.join(pairs_df.select("patch_id", *[has_side(s) for s in SIDES]), "patch_id")
+    ok = F.lit(True)
+    for s in SIDES:
+        ok = ok & (F.col(schema.SIDE_PATH[s]).isNull() | F.col(f"_has_{s}"))
+    return joined.where(ok)
