@@ -92,15 +92,25 @@ def main() -> None:
     scaler = torch.amp.GradScaler(device.type, enabled=False)  # bf16 needs no loss scaling
     step = step_fn(model, opt, scaler, device)
     synth = synthetic_rate(step, device, args.batch_size, args.steps)
-    spec = DataSpec(args.lake, "train", "s1s2", batch_size=args.batch_size,
-                    workers=args.workers, prefetch=args.prefetch)  # fmt: skip
+    spec = DataSpec(
+        args.lake,
+        "train",
+        "s1s2",
+        batch_size=args.batch_size,
+        workers=args.workers,
+        prefetch=args.prefetch,
+    )
     real, util = reader_rate(step, device, spec, args.steps)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device: {name}; {args.model}, batch {args.batch_size}, bf16 autocast on GPU, "
-          f"{args.workers} reader workers")  # fmt: skip
+    print(
+        f"device: {name}; {args.model}, batch {args.batch_size}, bf16 autocast on GPU, "
+        f"{args.workers} reader workers"
+    )
     print(f"synthetic tensors: {synth:.1f} images/s")
-    print(f"real reader: {real:.1f} images/s; GPU utilisation mean "
-          f"{sum(util) / len(util) if util else float('nan'):.0f}%")  # fmt: skip
+    print(
+        f"real reader: {real:.1f} images/s; GPU utilisation mean "
+        f"{sum(util) / len(util) if util else float('nan'):.0f}%"
+    )
     print(f"reader_vs_synthetic={real / synth:.2f}")
 
 

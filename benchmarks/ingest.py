@@ -71,8 +71,9 @@ def du(path: Path) -> int:
 
 def run_measured(cmd: list[str]) -> tuple[float, int, str]:
     """(seconds, peak RSS of the process tree in bytes, stdout) of a command."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     peak = 0
     done = threading.Event()
 
@@ -139,11 +140,17 @@ def measure(pairs: int) -> dict[str, float]:
     raw = sum(f.stat().st_size for d in folders for f in d.iterdir() if f.suffix == ".tif")
     stored = du(lake)
     figures = {
-        "pairs": pairs, "patches": patches, "rasterio_patches_per_s": raster_rate,
-        "decode_patches_per_s": decode_rate, "ingest_s": seconds,
-        "ingest_patches_per_s": patches / seconds, "peak_rss_mb": peak / 2**20,
-        "lake_bytes": stored, "raw_tif_bytes": raw, "lake_vs_raw": stored / raw,
-    }  # fmt: skip
+        "pairs": pairs,
+        "patches": patches,
+        "rasterio_patches_per_s": raster_rate,
+        "decode_patches_per_s": decode_rate,
+        "ingest_s": seconds,
+        "ingest_patches_per_s": patches / seconds,
+        "peak_rss_mb": peak / 2**20,
+        "lake_bytes": stored,
+        "raw_tif_bytes": raw,
+        "lake_vs_raw": stored / raw,
+    }
     for k, v in figures.items():
         print(f"  {pairs} pairs: {k} = {v:,.2f}" if isinstance(v, float) else f"  {k} = {v:,}")
     return figures
@@ -162,8 +169,10 @@ def main() -> None:
     cores = os.cpu_count() or 1
     per_core_s = FULL_ARCHIVE * 2 / large["ingest_patches_per_s"] * cores
     print(f"cpus={cores} sizes={[r['pairs'] for r in results]}")
-    print(f"full archive ({FULL_ARCHIVE:,} pairs) extrapolated: {per_core_s / 3600:,.1f} core-hours"
-          f" ({per_core_s / 3600 / cores:,.1f} h on this machine)")  # fmt: skip
+    print(
+        f"full archive ({FULL_ARCHIVE:,} pairs) extrapolated: {per_core_s / 3600:,.1f} core-hours"
+        f" ({per_core_s / 3600 / cores:,.1f} h on this machine)"
+    )
     print(f"peak_rss_mb={large['peak_rss_mb']:.0f} lake_vs_raw={large['lake_vs_raw']:.2f}")
     if len(results) > 1:
         growth = (large["ingest_s"] / large["patches"]) / (small["ingest_s"] / small["patches"])

@@ -117,8 +117,10 @@ def main() -> None:
     print(f"reader, 2 workers: {two:.1f} samples/s")
     print(f"raw pyarrow read of the same files and columns: {raw:.1f} rows/s")
     print(f"per-sample GeoTIFF dataset (rasterio): {geotiff:.1f} samples/s")
-    print(f"ratio_vs_pyarrow={one / raw:.2f} worker_scaling={two / one:.2f} "
-          f"shard_balance={balance:.3f} ratio_vs_geotiff={one / geotiff:.2f}")  # fmt: skip
+    print(
+        f"ratio_vs_pyarrow={one / raw:.2f} worker_scaling={two / one:.2f} "
+        f"shard_balance={balance:.3f} ratio_vs_geotiff={one / geotiff:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Archive roots: which kind of BigEarthNet archive a folder is, and where its patches live.
+"""Archive roots: which type of BigEarthNet archive a folder is, and where its patches live.
 
 Pure Python (no Spark). Listing a root is cheap (one ``scandir``); listing the inside of patch or
 tile folders is left to the Spark executors (see :mod:`bigearth_spark.etl.discover`).
@@ -16,7 +16,7 @@ V1_S2, V1_S1, V2 = "v1_s2", "v1_s1", "v2"
 V2_S2_DIR, V2_S1_DIR, V2_REF_DIR = "BigEarthNet-S2", "BigEarthNet-S1", "Reference_Maps"
 V2_METADATA = "metadata.parquet"
 V2_FLAGGED_METADATA = "metadata_for_patches_with_snow_cloud_or_shadow.parquet"
-# v2 sub-folder → (patch kind read by archive.reader, tile-folder → patch-folder nesting)
+# v2 sub-folder → the folder type of its patches (see archive.reader.read_patch)
 V2_PARTS = {V2_S2_DIR: "v2_s2", V2_S1_DIR: "v2_s1", V2_REF_DIR: "v2_reference_map"}
 _SNIFF = 64  # entries looked at to recognise a flat v1 root
 
@@ -29,7 +29,7 @@ class NotAnArchiveError(ValueError):
 class ArchiveRoot:
     """A recognised archive root."""
 
-    kind: str  # V1_S2 | V1_S1 | V2
+    archive_type: str  # V1_S2 | V1_S1 | V2
     path: str
 
 
@@ -56,8 +56,8 @@ def detect_root(path: str | Path) -> ArchiveRoot | None:
         return None
     if any((p / d).is_dir() for d in V2_PARTS) or (p / V2_METADATA).is_file():
         return ArchiveRoot(V2, str(p.resolve()))
-    kind = _sniff_flat(p)
-    return ArchiveRoot(kind, str(p.resolve())) if kind else None
+    archive_type = _sniff_flat(p)
+    return ArchiveRoot(archive_type, str(p.resolve())) if archive_type else None
 
 
 def find_roots(path: str | Path) -> list[ArchiveRoot]:
@@ -79,28 +79,28 @@ def find_roots(path: str | Path) -> list[ArchiveRoot]:
 @dataclass(frozen=True)
 class Entry:
     """One entry at the top of an archive root: a patch folder (v1), a tile folder (v2) or a
-    stray file. ``kind`` is the reader kind (``v1_s2``...), or ``stray_file``."""
+    stray file. ``folder_type`` is the reader's folder type (``v1_s2``...), or ``stray_file``."""
 
-    kind: str
+    folder_type: str
     path: str
     nested: bool  # True: a v2 tile/scene folder whose sub-folders are the patches
 
 
 def top_entries(root: ArchiveRoot) -> list[Entry]:
     """The entries below a root that executors expand and read (one ``scandir`` per folder)."""
-    if root.kind in (V1_S2, V1_S1):
+    if root.archive_type in (V1_S2, V1_S1):
         with os.scandir(root.path) as it:
             return [
-                Entry(root.kind if e.is_dir() else "stray_file", e.path, False)
+                Entry(root.archive_type if e.is_dir() else "stray_file", e.path, False)
                 for e in sorted(it, key=lambda e: e.name)
             ]
     entries: list[Entry] = []
-    for sub, kind in V2_PARTS.items():
+    for sub, folder_type in V2_PARTS.items():
         part = Path(root.path) / sub
         if part.is_dir():
             with os.scandir(part) as it:
                 entries += [
-                    Entry(kind if e.is_dir() else "stray_file", e.path, e.is_dir())
+                    Entry(folder_type if e.is_dir() else "stray_file", e.path, e.is_dir())
                     for e in sorted(it, key=lambda e: e.name)
                 ]
     return entries
@@ -112,6 +112,6 @@ def expand(entry: Entry) -> list[Entry]:
         return [entry]
     with os.scandir(entry.path) as it:
         return [
-            Entry(entry.kind if e.is_dir() else "stray_file", e.path, False)
+            Entry(entry.folder_type if e.is_dir() else "stray_file", e.path, False)
             for e in sorted(it, key=lambda e: e.name)
         ]

@@ -22,7 +22,7 @@ class PatchName:
     """What a patch name tells: sensor, acquisition time, grid position (and tile, orbit)."""
 
     name: str
-    kind: str  # "v1_s2" | "s1" | "v2_s2"
+    name_format: str  # "v1_s2" | "s1" | "v2_s2"
     satellite: str  # S2A, S2B, S1A, S1B
     acquired: datetime
     col: int
@@ -67,7 +67,7 @@ def parse_v2_s2(name: str) -> PatchName:
 
 
 def parse_any(name: str) -> PatchName:
-    """Parse a name of any kind; raises :class:`BadNameError` if none fits."""
+    """Parse a name of any format; raises :class:`BadNameError` if none fits."""
     for parse in (parse_v2_s2, parse_v1_s2, parse_s1):
         try:
             return parse(name)

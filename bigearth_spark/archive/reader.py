@@ -31,7 +31,7 @@ MISSING_JSON = "missing_json"  # v1 folder without <patch>_labels_metadata.json
 MALFORMED_JSON = "malformed_json"  # unparsable JSON, missing or ill-typed fields
 UNKNOWN_LABEL = "unknown_label"  # a JSON label outside the 43-class nomenclature
 INCONSISTENT_GEO = "inconsistent_geo"  # EPSG, corner or pixel size disagree (bands, JSON)
-BAD_NAME = "bad_name"  # the folder name is not a patch name of that kind
+BAD_NAME = "bad_name"  # the folder name is not a patch name of that type
 MULTI_SAMPLE = "multi_sample"  # a band tif with more than one sample per pixel
 READ_ERROR = "read_error"  # an I/O error while reading (transient: retried, then re-read later)
 REASONS = (
@@ -49,7 +49,7 @@ REASONS = (
     READ_ERROR,
 )
 TRANSIENT_REASONS = frozenset({READ_ERROR})
-KINDS = ("v1_s2", "v1_s1", "v2_s2", "v2_s1", "v2_reference_map")
+FOLDER_TYPES = ("v1_s2", "v1_s1", "v2_s2", "v2_s1", "v2_reference_map")
 
 _GEO_TOLERANCE_M = 1e-3  # corners and pixel sizes are whole metres in the archives
 _TILE_IN_PRODUCT = re.compile(r"_T(\d{2}[A-Z]{3})_")  # MGRS tile in an L1C .SAFE name
@@ -78,7 +78,7 @@ class PatchRecord:
     """One patch: its bands at native resolution (read-only arrays) and its metadata."""
 
     patch_id: str
-    kind: str  # "s2" | "s1" | "reference_map"
+    side: str  # "s2" | "s1" | "reference_map"
     archive: str  # "v1" | "v2"
     path: str
     bands: dict[str, np.ndarray]  # canonical band order (bands.py)
@@ -97,7 +97,7 @@ class PatchRecord:
 
 @dataclass(frozen=True)
 class _Layout:
-    kind: str
+    side: str
     archive: str
     bands: tuple[Band, ...]
     parse_name: Callable[[str], PatchName]
@@ -113,11 +113,13 @@ _LAYOUTS = {
 }
 
 
-def read_patch(folder: str | os.PathLike[str], kind: str) -> PatchRecord:
-    """Read a patch folder of ``kind`` (one of :data:`KINDS`); raises :class:`PatchError`."""
-    if kind not in _LAYOUTS:
-        raise ValueError(f"unknown patch kind {kind!r}; known: {', '.join(KINDS)}")
-    return _read(os.fspath(folder), _LAYOUTS[kind])
+def read_patch(folder: str | os.PathLike[str], folder_type: str) -> PatchRecord:
+    """Read a patch folder of ``folder_type`` (one of :data:`FOLDER_TYPES`); raises
+    :class:`PatchError`."""
+    if folder_type not in _LAYOUTS:
+        known = ", ".join(FOLDER_TYPES)
+        raise ValueError(f"unknown folder type {folder_type!r}; known: {known}")
+    return _read(os.fspath(folder), _LAYOUTS[folder_type])
 
 
 def _read(folder: str, layout: _Layout) -> PatchRecord:
@@ -143,7 +145,7 @@ def _read(folder: str, layout: _Layout) -> PatchRecord:
     epsg, (ulx, uly, lrx, lry) = _check_geo(folder, layout.bands, geo)
     record = PatchRecord(
         patch_id=patch_id,
-        kind=layout.kind,
+        side=layout.side,
         archive=layout.archive,
         path=folder,
         bands={n: g.array for n, g in geo.items()},
@@ -152,7 +154,7 @@ def _read(folder: str, layout: _Layout) -> PatchRecord:
         uly=uly,
         lrx=lrx,
         lry=lry,
-        acquired=None if layout.kind == "reference_map" else name.acquired,
+        acquired=None if layout.side == "reference_map" else name.acquired,
         tile=name.tile,
         stray_files=sorted(os.path.join(folder, f) for f in present - patch_files),
     )
@@ -228,14 +230,14 @@ def _apply_v1_json(record: PatchRecord, path: str) -> tuple[float, float, float,
         coords = doc["coordinates"]
         lry = coords["lry"] if "lry" in coords else coords["lly"]  # S1 JSONs say "lly"
         corners = (float(coords["ulx"]), float(coords["uly"]), float(coords["lrx"]), float(lry))
-        when = _text(doc, "acquisition_date" if record.kind == "s2" else "acquisition_time")
+        when = _text(doc, "acquisition_date" if record.side == "s2" else "acquisition_time")
         if not _JSON_TIME.fullmatch(when):
             raise ValueError(f"acquisition time {when!r} is not YYYY-MM-DD HH:MM:SS")
         record.acquired = datetime.fromisoformat(when)
         labels = doc["labels"]
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise TypeError(f"labels is not a list of names: {labels!r}")
-        if record.kind == "s2":
+        if record.side == "s2":
             record.source_product = _text(doc, "tile_source")
             tile = _TILE_IN_PRODUCT.search(record.source_product)
             if tile is None:

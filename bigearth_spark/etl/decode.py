@@ -37,14 +37,14 @@ def output_schema(passthrough: list[T.StructField]) -> T.StructType:
     )
 
 
-def read_side(kind: str, path: str, attempts: int = READ_ATTEMPTS) -> reader.PatchRecord:
+def read_side(folder_type: str, path: str, attempts: int = READ_ATTEMPTS) -> reader.PatchRecord:
     """Read one patch folder; I/O errors are retried ``attempts`` times with a short backoff.
 
     Raises :class:`reader.PatchError` (an unforeseen exception becomes reason ``unreadable``).
     """
     for attempt in range(attempts):
         try:
-            return reader.read_patch(path, kind)
+            return reader.read_patch(path, folder_type)
         except reader.PatchError as e:
             if e.reason not in reader.TRANSIENT_REASONS or attempt == attempts - 1:
                 raise

@@ -21,9 +21,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from bigearth_spark.archive import layout
+from bigearth_spark.tables.schema import issue
 
-# reader kind (archive.reader.read_patch) → the side of a pair it fills
-SIDE_OF_KIND = {
+# folder type (archive.reader.read_patch) → the side of a pair it fills
+SIDE_OF_FOLDER_TYPE = {
     "v1_s2": "s2",
     "v2_s2": "s2",
     "v1_s1": "s1",
@@ -34,14 +35,14 @@ STRAY_FILE, DUPLICATE = "stray_file", "duplicate_patch_id"
 DUPLICATE_PARTNER, MISSING_METADATA = "duplicate_partner", "missing_metadata"
 ENTRY_SCHEMA = T.StructType(
     [
-        T.StructField("kind", T.StringType(), False),
+        T.StructField("folder_type", T.StringType(), False),
         T.StructField("path", T.StringType(), False),
         T.StructField("nested", T.BooleanType(), False),
     ]
 )
 FOLDER_SCHEMA = T.StructType(
     [
-        T.StructField("kind", T.StringType(), False),
+        T.StructField("folder_type", T.StringType(), False),
         T.StructField("path", T.StringType(), False),
         T.StructField("folder_id", T.StringType(), False),  # the folder's name: its patch id
         T.StructField("key", T.StringType()),  # the pair key (S2 id) where known on executors
@@ -62,10 +63,10 @@ def v1_s1_partner(folder: str) -> str | None:
     return partner if isinstance(partner, str) else None
 
 
-def _key(kind: str, path: str, name: str) -> str | None:
-    if kind == "v1_s1":
+def _key(folder_type: str, path: str, name: str) -> str | None:
+    if folder_type == "v1_s1":
         return v1_s1_partner(path) or name  # unreadable JSON: a unit of its own, quarantined
-    if kind == "v2_s1" or kind == STRAY_FILE:
+    if folder_type == "v2_s1" or folder_type == STRAY_FILE:
         return None  # v2: the metadata pairs it (driver-side join); strays are not patches
     return name
 
@@ -74,10 +75,10 @@ def _expand(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """Executors: top entries → patch folders (and stray files) with their pair keys."""
     for frame in frames:
         rows = []
-        for kind, path, nested in frame.itertuples(index=False):
-            for e in layout.expand(layout.Entry(kind, path, nested)):
+        for folder_type, path, nested in frame.itertuples(index=False):
+            for e in layout.expand(layout.Entry(folder_type, path, nested)):
                 name = os.path.basename(e.path)
-                rows.append((e.kind, e.path, name, _key(e.kind, e.path, name)))
+                rows.append((e.folder_type, e.path, name, _key(e.folder_type, e.path, name)))
         yield pd.DataFrame(rows, columns=FOLDER_SCHEMA.fieldNames())
 
 
@@ -86,7 +87,7 @@ def folders(spark: SparkSession, roots: list[layout.ArchiveRoot]) -> DataFrame:
     top = [e for root in roots for e in layout.top_entries(root)]
     frame = pd.DataFrame(
         {
-            "kind": [e.kind for e in top],
+            "folder_type": [e.folder_type for e in top],
             "path": [e.path for e in top],
             "nested": [e.nested for e in top],
         }
@@ -97,15 +98,8 @@ def folders(spark: SparkSession, roots: list[layout.ArchiveRoot]) -> DataFrame:
     return entries.mapInPandas(_expand, FOLDER_SCHEMA)
 
 
-def _issue(kind: Column | str, reason: str, message: Column | str, patch_id: Column) -> Column:
-    lit = lambda v: F.lit(v) if isinstance(v, str) else v  # noqa: E731
-    return F.struct(
-        patch_id.alias("patch_id"),
-        lit(kind).alias("kind"),
-        F.col("path"),
-        F.lit(reason).alias("reason"),
-        lit(message).alias("message"),
-    )
+def _issue(side: str, reason: str, message: Column | str, patch_id: Column) -> Column:
+    return issue(patch_id, side, F.col("path"), reason, message)
 
 
 def discover(
@@ -122,19 +116,21 @@ def discover(
     found = folders(spark, roots).cache()
     count = found.count()
     side = F.element_at(
-        F.create_map(*[F.lit(x) for kv in SIDE_OF_KIND.items() for x in kv]), F.col("kind")
+        F.create_map(*[F.lit(x) for kv in SIDE_OF_FOLDER_TYPE.items() for x in kv]),
+        F.col("folder_type"),
     )
     v2_s1_keys = metadata.where(F.col("s1_patch_id").isNotNull()).select(
         F.col("s1_patch_id").alias("folder_id"), F.col("patch_id").alias("_meta_key")
     )
+    is_v2_s1 = F.col("folder_type") == "v2_s1"
     patches = (
-        found.where(F.col("kind") != STRAY_FILE)
+        found.where(F.col("folder_type") != STRAY_FILE)
         .join(v2_s1_keys, "folder_id", "left")
-        .withColumn("key", F.coalesce("key", F.when(F.col("kind") == "v2_s1", F.col("_meta_key"))))
+        .withColumn("key", F.coalesce("key", F.when(is_v2_s1, F.col("_meta_key"))))
         .withColumn("side", side)
-        .withColumn("archive", F.substring_index("kind", "_", 1))
+        .withColumn("archive", F.substring_index("folder_type", "_", 1))
     )
-    strays = found.where(F.col("kind") == STRAY_FILE).select(
+    strays = found.where(F.col("folder_type") == STRAY_FILE).select(
         _issue(
             "file", STRAY_FILE, "a file where patch folders belong", F.lit(None).cast("string")
         ).alias("issue")

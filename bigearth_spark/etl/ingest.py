@@ -124,7 +124,7 @@ class Ingest:
     def run(self, inputs: list[str], list_dirs: list[str] | None = None) -> IngestReport:
         """Ingest the archive roots found at ``inputs``; return the report."""
         roots = [r for i in inputs for r in layout.find_roots(i)]
-        report = IngestReport(self.run_id, [f"{r.kind}:{r.path}" for r in roots])
+        report = IngestReport(self.run_id, [f"{r.archive_type}:{r.path}" for r in roots])
         log.info("ingest %s: roots %s", self.run_id, report.roots)
         with self.lease:
             self._ensure_tables()

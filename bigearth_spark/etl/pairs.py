@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from bigearth_spark.archive.labels import CLASSES_43, INDEX_19, INDEX_43, NAMES_19, NAMES_43
-from bigearth_spark.tables.schema import PAIR_DERIVED
+from bigearth_spark.tables.schema import PAIR_DERIVED, issue
 
 META_COLUMNS = ("split", "is_snow", "is_cloud_or_shadow", "labels19", "country", "s2v1_name")
 META = [f"meta_{c}" for c in META_COLUMNS]
@@ -104,16 +104,6 @@ def stale_derived(
     return desired.where(~same).select("patch_id", *[F.col(f"new_{n}").alias(n) for n in DERIVED])
 
 
-def _issue(patch_id: str, kind: str, path: str, reason: str, message: Column) -> Column:
-    return F.struct(
-        F.col(patch_id).alias("patch_id"),
-        F.lit(kind).alias("kind"),
-        F.col(path).alias("path"),
-        F.lit(reason).alias("reason"),
-        message.alias("message"),
-    )
-
-
 def lake_issues(pairs: DataFrame, metadata: DataFrame) -> DataFrame:
     """Issues that depend on the whole lake (reasons :data:`LAKE_REASONS`): S1 patches whose S2
     partner is not stored, S2 patches without an S1 partner in archives whose S1 patches are in
@@ -123,18 +113,22 @@ def lake_issues(pairs: DataFrame, metadata: DataFrame) -> DataFrame:
         r.archive for r in p.where("s1_path IS NOT NULL").select("archive").distinct().collect()
     ]
     lonely_s1 = p.where("s1_path IS NOT NULL AND s2_path IS NULL").select(
-        _issue(
-            "s1_patch_id",
+        issue(
+            F.col("s1_patch_id"),
             "s1",
-            "s1_path",
+            F.col("s1_path"),
             "missing_s2_partner",
             F.concat(F.lit("S2 partner not in the lake: "), F.col("patch_id")),
         ).alias("i")
     )
     no_s1 = F.col("s2_path").isNotNull() & F.col("s1_path").isNull()
     lonely_s2 = p.where(no_s1 & F.col("archive").isin(s1_archives)).select(
-        _issue(
-            "patch_id", "s2", "s2_path", "missing_s1_partner", F.lit("no S1 partner in the lake")
+        issue(
+            F.col("patch_id"),
+            "s2",
+            F.col("s2_path"),
+            "missing_s1_partner",
+            "no S1 partner in the lake",
         ).alias("i")
     )
     v2_meta = metadata.where(F.col("archive") == "v2").select("patch_id")
@@ -142,12 +136,12 @@ def lake_issues(pairs: DataFrame, metadata: DataFrame) -> DataFrame:
         p.where((F.col("archive") == "v2") & F.col("s2_path").isNotNull())
         .join(v2_meta, "patch_id", "left_anti")
         .select(
-            _issue(
-                "patch_id",
+            issue(
+                F.col("patch_id"),
                 "s2",
-                "s2_path",
+                F.col("s2_path"),
                 "missing_metadata",
-                F.lit("not in the v2 metadata parquets: labels and split unknown"),
+                "not in the v2 metadata parquets: labels and split unknown",
             ).alias("i")
         )
     )

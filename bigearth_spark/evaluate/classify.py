@@ -23,7 +23,7 @@ from bigearth_spark.config import load_config, normalize_lake
 from bigearth_spark.evaluate.report import write_report
 from bigearth_spark.evaluate.retrieve import retrieval_metrics
 from bigearth_spark.spark import build_spark
-from bigearth_spark.tables.schema import T
+from bigearth_spark.tables.schema import METRICS, METRICS_SCHEMA, T
 from bigearth_spark.tables.write import table_path
 from bigearth_spark.train import checkpoint
 from bigearth_spark.train.data import DataSpec, PatchLoader, verify_epoch
@@ -31,20 +31,6 @@ from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model, embed
 
 log = logging.getLogger(__name__)
-METRICS_TABLE = "metrics"
-METRICS_SCHEMA = T.StructType(
-    [
-        T.StructField("run_id", T.StringType(), False),
-        T.StructField("model", T.StringType(), False),
-        T.StructField("modality", T.StringType(), False),
-        T.StructField("table_version", T.LongType(), False),
-        T.StructField("split", T.StringType(), False),
-        T.StructField("metric", T.StringType(), False),
-        T.StructField("class", T.StringType(), True),
-        T.StructField("value", T.DoubleType(), True),
-        T.StructField("evaluated_at", T.TimestampType(), False),
-    ]
-)
 
 
 @dataclass
@@ -169,7 +155,7 @@ def evaluate_checkpoint(
     rows = _metric_rows(key, result, metrics["per_class"], classes)
     df = spark.createDataFrame(rows, T.StructType(METRICS_SCHEMA.fields[:-1]))
     df.withColumn("evaluated_at", F.current_timestamp()).write.format("delta").mode("append").save(
-        table_path(lake, METRICS_TABLE)
+        table_path(lake, METRICS)
     )
     if report_dir:
         counts = dict(zip(classes, test.y.sum(axis=0).astype(int).tolist(), strict=False))

@@ -11,7 +11,7 @@ from importlib.resources import files
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from bigearth_spark.tables.schema import DATABASE, TABLES
+from bigearth_spark.tables.schema import CATALOG_TABLES, DATABASE
 from bigearth_spark.tables.write import table_path
 
 
@@ -31,7 +31,7 @@ def register(spark: SparkSession, lake: str, db: str = DATABASE) -> list[str]:
     """Register the lake's existing tables and the views; return the table names registered."""
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
     registered = []
-    for name in TABLES:
+    for name in CATALOG_TABLES:
         path = table_path(lake, name)
         if not DeltaTable.isDeltaTable(spark, path):
             continue

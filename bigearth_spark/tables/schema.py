@@ -7,6 +7,8 @@ dtype and shape as column metadata (``{"dtype": "uint16", "shape": [60, 60]}``),
 
 from __future__ import annotations
 
+from pyspark.sql import Column
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from bigearth_spark.archive.bands import REFERENCE_MAP, S1_BANDS, S2_BANDS, Band
@@ -14,8 +16,10 @@ from bigearth_spark.archive.bands import REFERENCE_MAP, S1_BANDS, S2_BANDS, Band
 DATABASE = "bigearthnet"
 PAIRS, LABELS, NOMENCLATURE = "pairs", "labels", "nomenclature"
 QUARANTINE, PATCH_METADATA, OFFICIAL_LISTS = "quarantine", "patch_metadata", "official_lists"
-INGEST_LEASE = "ingest_lease"
+INGEST_LEASE, METRICS = "ingest_lease", "metrics"
 TABLES = (PAIRS, LABELS, NOMENCLATURE, QUARANTINE, PATCH_METADATA, OFFICIAL_LISTS)
+# registered in the catalog when they exist: the ingest's tables, the lease and the evaluations
+CATALOG_TABLES = (*TABLES, INGEST_LEASE, METRICS)
 PARTITION_COLUMNS = {PAIRS: ["split"]}
 # Tables read file-by-file outside Spark (the training reader) must not use deletion vectors.
 TABLE_PROPERTIES = {PAIRS: {"delta.enableDeletionVectors": "false"}}
@@ -46,6 +50,19 @@ ISSUE = T.StructType(
     [_f("patch_id", STR), _f("kind", STR), _f("path", STR), _f("reason", STR), _f("message", STR)]
 )
 ISSUES = T.ArrayType(ISSUE, True)
+
+
+def issue(patch_id: Column, side: str, path: Column, reason: str, message: Column | str) -> Column:
+    """A struct of :data:`ISSUE`: ``side`` is s2, s1, reference_map or file."""
+    text = F.lit(message) if isinstance(message, str) else message
+    return F.struct(
+        patch_id.alias("patch_id"),
+        F.lit(side).alias("kind"),
+        path.alias("path"),
+        F.lit(reason).alias("reason"),
+        text.alias("message"),
+    )
+
 
 # Where a quarantine row comes from: ``input`` (discovery: stray files at a root, duplicate ids),
 # ``unit`` (a patch folder that could not be stored), ``pair`` (a problem recorded with a stored
@@ -173,5 +190,19 @@ INGEST_LEASE_SCHEMA = T.StructType(
         _f("pid", INT),
         _f("acquired_at", TS, False),
         _f("expires_at", TS, False),
+    ]
+)
+
+METRICS_SCHEMA = T.StructType(
+    [
+        _f("run_id", STR, False),
+        _f("model", STR, False),
+        _f("modality", STR, False),
+        _f("table_version", T.LongType(), False),
+        _f("split", STR, False),
+        _f("metric", STR, False),
+        _f("class", STR),
+        _f("value", DBL),
+        _f("evaluated_at", TS, False),
     ]
 )

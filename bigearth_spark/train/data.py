@@ -156,14 +156,27 @@ def decode_bands(
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal/vertical flips and 90° rotations, drawn per sample."""
+    """Random horizontal/vertical flips and 90° rotations, drawn per sample (in place).
+
+    Sample i becomes ``rot90(flip_v(flip_h(x[i])), k[i])``; samples that draw the same
+    transform are transformed together (at most 16 groups), not one by one.
+    """
     n = x.shape[0]
     flip_h = torch.rand(n, generator=generator) < 0.5
     flip_v = torch.rand(n, generator=generator) < 0.5
-    x = torch.where(flip_h[:, None, None, None], x.flip(-1), x)
-    x = torch.where(flip_v[:, None, None, None], x.flip(-2), x)
     k = torch.randint(0, 4, (n,), generator=generator)
-    return torch.cat([torch.rot90(x[i : i + 1], int(k[i]), dims=(-2, -1)) for i in range(n)])
+    code = flip_h.long() + 2 * flip_v.long() + 4 * k
+    for c in code.unique().tolist():
+        if c == 0:
+            continue
+        idx = (code == c).nonzero().flatten()
+        sub = x[idx]
+        if c & 1:
+            sub = sub.flip(-1)
+        if c & 2:
+            sub = sub.flip(-2)
+        x[idx] = torch.rot90(sub, c >> 2, dims=(-2, -1))
+    return x
 
 
 def split_files(spec: DataSpec) -> tuple[int, list[delta_log.LiveFile]]:

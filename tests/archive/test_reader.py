@@ -50,7 +50,7 @@ def assert_sample_geometry(record: PatchRecord) -> None:
 def test_real_v1_s2() -> None:
     folder = SAMPLES / S2_ID
     record = reader.read_patch(folder, "v1_s2")
-    assert (record.patch_id, record.kind, record.archive) == (S2_ID, "s2", "v1")
+    assert (record.patch_id, record.side, record.archive) == (S2_ID, "s2", "v1")
     assert record.path == str(folder)
     assert list(record.bands) == [b.name for b in S2_BANDS]
     for b in S2_BANDS:
@@ -68,7 +68,7 @@ def test_real_v1_s2() -> None:
 
 def test_real_v1_s1() -> None:
     record = reader.read_patch(SAMPLES / S1_ID, "v1_s1")
-    assert (record.patch_id, record.kind, record.archive) == (S1_ID, "s1", "v1")
+    assert (record.patch_id, record.side, record.archive) == (S1_ID, "s1", "v1")
     assert list(record.bands) == ["VV", "VH"]
     assert all(a.shape == (120, 120) and a.dtype == np.float32 for a in record.bands.values())
     assert_sample_geometry(record)  # the JSON says "lly": read as lry
@@ -97,10 +97,10 @@ def test_stray_files_do_not_fail_the_read(tmp_path: Path) -> None:
     assert record.labels43 == LABELS
 
 
-def test_read_patch_dispatches_and_rejects_unknown_kinds() -> None:
+def test_read_patch_dispatches_and_rejects_unknown_folder_types() -> None:
     assert read_patch(str(SAMPLES / S1_ID), "v1_s1").corresponding_s2_patch == S2_ID
-    assert set(reader.KINDS) == {"v1_s2", "v1_s1", "v2_s2", "v2_s1", "v2_reference_map"}
-    with pytest.raises(ValueError, match="unknown patch kind"):
+    assert set(reader.FOLDER_TYPES) == {"v1_s2", "v1_s1", "v2_s2", "v2_s1", "v2_reference_map"}
+    with pytest.raises(ValueError, match="unknown folder type"):
         read_patch(SAMPLES / S2_ID, "v3_s2")
 
 
@@ -126,7 +126,7 @@ def make_v2_reference_map(tmp_path: Path) -> Path:
 
 def test_v2_s2(tmp_path: Path) -> None:
     record = reader.read_patch(make_v2_s2(tmp_path), "v2_s2")
-    assert (record.patch_id, record.kind, record.archive) == (V2_S2_ID, "s2", "v2")
+    assert (record.patch_id, record.side, record.archive) == (V2_S2_ID, "s2", "v2")
     assert list(record.bands) == [b.name for b in S2_BANDS]
     v1 = reader.read_patch(SAMPLES / S2_ID, "v1_s2")
     for name, array in record.bands.items():
@@ -140,7 +140,7 @@ def test_v2_s1(tmp_path: Path) -> None:
     folder = copy_patch(S1_ID, tmp_path)
     (folder / f"{S1_ID}_labels_metadata.json").unlink()  # v2 has no JSON
     record = reader.read_patch(folder, "v2_s1")
-    assert (record.kind, record.archive, list(record.bands)) == ("s1", "v2", ["VV", "VH"])
+    assert (record.side, record.archive, list(record.bands)) == ("s1", "v2", ["VV", "VH"])
     assert_sample_geometry(record)
     assert record.acquired == datetime(2017, 6, 17, 6, 47, 24)
     assert (record.labels43, record.corresponding_s2_patch) == (None, None)
@@ -148,7 +148,7 @@ def test_v2_s1(tmp_path: Path) -> None:
 
 def test_v2_reference_map(tmp_path: Path) -> None:
     record = reader.read_patch(make_v2_reference_map(tmp_path), "v2_reference_map")
-    assert (record.kind, record.archive, list(record.bands)) == (
+    assert (record.side, record.archive, list(record.bands)) == (
         "reference_map",
         "v2",
         ["reference_map"],

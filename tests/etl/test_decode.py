@@ -13,11 +13,11 @@ def flaky(failures: int, calls: list[str]):
     """A read_patch that fails ``failures`` times with an I/O error, then reads for real."""
     real = reader.read_patch
 
-    def read_patch(path, kind):
-        calls.append(kind)
+    def read_patch(path, folder_type):
+        calls.append(folder_type)
         if len(calls) <= failures:
             raise reader.PatchError(reader.READ_ERROR, str(path), "OSError: [Errno 5] I/O error")
-        return real(path, kind)
+        return real(path, folder_type)
 
     return read_patch
 

@@ -19,6 +19,7 @@ from bigearth_spark.train.data import (
     DataSpec,
     EmptySplitError,
     PatchLoader,
+    augment,
     verify_epoch,
 )
 from bigearth_spark.train.shards import row_groups
@@ -168,3 +169,21 @@ def test_a_pinned_version_reads_its_own_rows(spark, v1_lake, tmp_path):
 
     assert read(before) == (before, set(old))
     assert read(None) == (before + 1, set(old) - set(moved))
+
+
+def test_augment_applies_the_drawn_transform_to_each_sample() -> None:
+    x = torch.randn(40, 3, 8, 8)
+    gen = torch.Generator().manual_seed(7)
+    out = augment(x.clone(), gen)
+    draws = torch.Generator().manual_seed(7)
+    flip_h = torch.rand(40, generator=draws) < 0.5
+    flip_v = torch.rand(40, generator=draws) < 0.5
+    k = torch.randint(0, 4, (40,), generator=draws)
+    for i in range(40):
+        expected = x[i]
+        if flip_h[i]:
+            expected = expected.flip(-1)
+        if flip_v[i]:
+            expected = expected.flip(-2)
+        assert torch.equal(out[i], torch.rot90(expected, int(k[i]), dims=(-2, -1))), i
+    assert len({(bool(h), bool(v), int(r)) for h, v, r in zip(flip_h, flip_v, k, strict=True)}) > 8
