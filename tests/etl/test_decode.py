@@ -30,30 +30,9 @@ def test_transient_read_errors_are_retried(monkeypatch):
     assert record.patch_id == S2_ID and len(calls) == decode.READ_ATTEMPTS
 
 
-def test_a_side_failing_every_attempt_becomes_an_issue(monkeypatch):
-    calls: list[str] = []
-    monkeypatch.setattr(reader, "read_patch", flaky(99, calls))
-    monkeypatch.setattr(decode.time, "sleep", lambda s: None)
-    unit = {
-        "patch_id": S2_ID,
-        "archive": "v1",
-        "s2_path": str(SAMPLES / S2_ID),
-        "s1_path": str(SAMPLES / S1_ID),
-        "reference_map_path": None,
-        "need_s2": True,
-        "need_s1": False,
-        "need_reference_map": False,
-    }
-    row = decode.decode_unit(unit)
-    assert row["stored_sides"] == [] and len(calls) == decode.READ_ATTEMPTS
-    assert [(i["patch_id"], i["kind"], i["reason"]) for i in row["issues"]] == [
-        (S2_ID, "s2", reader.READ_ERROR)
-    ]
-
-
-@pytest.mark.parametrize("need_s1", [True, False])
-def test_a_unit_reads_only_the_sides_it_needs(need_s1):
-    unit = {
+def sample_unit(need_s1: bool) -> dict:
+    """The unit of the real sample pair (S2 always needed)."""
+    return {
         "patch_id": S2_ID,
         "archive": "v1",
         "s2_path": str(SAMPLES / S2_ID),
@@ -63,7 +42,22 @@ def test_a_unit_reads_only_the_sides_it_needs(need_s1):
         "need_s1": need_s1,
         "need_reference_map": False,
     }
-    row = decode.decode_unit(unit)
+
+
+def test_a_side_failing_every_attempt_becomes_an_issue(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(reader, "read_patch", flaky(99, calls))
+    monkeypatch.setattr(decode.time, "sleep", lambda s: None)
+    row = decode.decode_unit(sample_unit(need_s1=False))
+    assert row["stored_sides"] == [] and len(calls) == decode.READ_ATTEMPTS
+    assert [(i["patch_id"], i["kind"], i["reason"]) for i in row["issues"]] == [
+        (S2_ID, "s2", reader.READ_ERROR)
+    ]
+
+
+@pytest.mark.parametrize("need_s1", [True, False])
+def test_a_unit_reads_only_the_sides_it_needs(need_s1):
+    row = decode.decode_unit(sample_unit(need_s1))
     assert row["stored_sides"] == (["s2", "s1"] if need_s1 else ["s2"])
     assert (row.get("VV") is not None) == need_s1 and len(row["B02"]) == 120 * 120 * 2
     assert row.get("s1_patch_id") == (S1_ID if need_s1 else None)

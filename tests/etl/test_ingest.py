@@ -14,6 +14,7 @@ import rasterio
 
 from bigearth_spark.archive import labels as L
 from bigearth_spark.archive.bands import REFERENCE_MAP, S1_BANDS, S2_BANDS, decode_band
+from bigearth_spark.archive.synth import DEFECTS_V1
 from bigearth_spark.etl.ingest import Ingest
 from bigearth_spark.etl.pairs import LAKE_REASONS
 from bigearth_spark.tables import schema
@@ -111,20 +112,7 @@ def test_every_v1_defect_is_quarantined_and_nothing_is_lost(spark, v1_lake, v1_a
     q = table(spark, lake, schema.QUARANTINE).collect()
     by_reason_id = {(r["reason"], r["patch_id"]) for r in q}
     by_reason_path = {(r["reason"], r["path"]) for r in q}
-    assert set(manifest["defects"]) == {
-        "corrupt_tif",
-        "missing_band",
-        "wrong_shape",
-        "wrong_dtype",
-        "missing_json",
-        "malformed_json",
-        "unknown_label",
-        "missing_s2_partner",
-        "missing_s1_partner",
-        "duplicate_patch_id",
-        "empty_folder",
-        "stray_file",
-    }
+    assert set(manifest["defects"]) == set(DEFECTS_V1)
     for reason, items in manifest["defects"].items():
         for item in items:
             if item["patch_id"] is None:

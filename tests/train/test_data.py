@@ -70,8 +70,8 @@ def train_ids(spark, lake, split="train", version=None):
 
 @pytest.fixture(scope="module")
 def uneven_lake(spark, v1_lake, tmp_path_factory):
-    """The v1 lake with ``pairs`` rewritten into small files of uneven row groups (2-3 rows,
-    then a smaller last one per file), as Spark's writer makes them at scale."""
+    """The v1 lake with ``pairs`` rewritten into files of at most 3 rows, so that the split's
+    row groups differ in size (its row count is not a multiple of 3) wherever the rows land."""
     lake = tmp_path_factory.mktemp("uneven") / "lake"
     shutil.copytree(v1_lake[0], lake)
     path = table_path(str(lake), schema.PAIRS)
@@ -79,7 +79,7 @@ def uneven_lake(spark, v1_lake, tmp_path_factory):
         "parquet.block.size": "700000",
         "parquet.block.size.row.check.min": "1",
         "parquet.block.size.row.check.max": "1",
-        "spark.sql.files.maxRecordsPerFile": "5",
+        "spark.sql.files.maxRecordsPerFile": "3",
     }
     before = {k: spark.conf.get(k, None) for k in conf}
     try:
