@@ -36,6 +36,7 @@ from bigearth_spark.tables import delta_log
 from bigearth_spark.tables.schema import PAIRS
 from bigearth_spark.tables.write import table_path
 from bigearth_spark.train import shards
+from bigearth_spark.train.buffers import BufferPool
 
 RESAMPLING = ("bilinear", "bicubic", "nearest")
 
@@ -100,10 +101,12 @@ class Batch:
     y: torch.Tensor
     ids: list[str]
     skipped: list[str] = field(default_factory=list)
+    slot: int = -1  # the worker buffer x was written into (see train.buffers); -1: none
 
     def pin_memory(self) -> Batch:
         """The batch with its tensors in page-locked memory (DataLoader's ``pin_memory``)."""
-        return Batch(self.x.pin_memory(), self.y.pin_memory(), self.ids, self.skipped)
+        pinned = (self.x.pin_memory(), self.y.pin_memory())
+        return Batch(*pinned, self.ids, self.skipped, self.slot)
 
 
 def band_array(column: pa.Array, band: Band) -> np.ndarray:
@@ -125,16 +128,21 @@ def decode_bands(
     bands: tuple[Band, ...],
     resampling: str,
     stats: dict[str, tuple[float, float]],
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Band byte columns → normalised N×C×120×120 float32, resampled to the 10 m grid.
 
     Conversion and normalisation are one pass per band at native resolution, read straight from
     Arrow's buffers chunk by chunk (cheaper for the 20 m and 60 m bands; the resampling kernels
     are linear, so the order does not matter); bands of one native size are then resampled in
-    one call.
+    one call. ``out``: the tensor to write into (a new one by default).
     """
     n = len(columns[bands[0].name])
-    out = torch.empty((n, len(bands), 120, 120), dtype=torch.float32)
+    shape = (n, len(bands), 120, 120)
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32)
+    elif out.shape != shape:
+        raise ValueError(f"out has shape {tuple(out.shape)}, the batch needs {shape}")
     by_size: dict[int, list[int]] = {}
     for c, b in enumerate(bands):
         by_size.setdefault(b.size, []).append(c)
@@ -225,6 +233,9 @@ class PairsDataset(IterableDataset):
         self.target = f"multi_hot_{spec.nomenclature}"
         self.columns = ["patch_id", self.target, *[b.name for b in spec.bands]]
         self.epoch = 0
+        # a buffer for each batch a worker may have queued, the one it writes and the one in use
+        shape = (spec.batch_size, len(spec.bands), 120, 120)
+        self.pool = BufferPool(spec.workers, spec.prefetch + 2, shape)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch (row order and augmentation) of the next iteration."""
@@ -291,12 +302,15 @@ class PairsDataset(IterableDataset):
             empty = torch.empty((0, len(bands), 120, 120)), torch.empty((0, k))
             return Batch(*empty, [], skipped)
         cols = {b.name: table.column(b.name) for b in bands}
-        x = decode_bands(cols, bands, self.spec.resampling, stats)
+        info = get_worker_info()
+        slot, out = self.pool.take(info.id, len(table)) if info else (-1, None)
+        x = decode_bands(cols, bands, self.spec.resampling, stats, out)
         if self.spec.augment:
             x = augment(x, gen)
         flat = pc.list_flatten(table.column(self.target)).to_numpy(zero_copy_only=False)
         y = torch.from_numpy(flat.astype(np.float32))
-        return Batch(x, y.view(len(table), -1), table.column("patch_id").to_pylist(), skipped)
+        ids = table.column("patch_id").to_pylist()
+        return Batch(x, y.view(len(table), -1), ids, skipped, slot)
 
 
 class PatchLoader:
@@ -327,6 +341,7 @@ class PatchLoader:
             pin_memory=torch.cuda.is_available(),
         )
         for batch in loader:
+            self.dataset.pool.release_when_dropped(batch.x, batch.slot)
             if skipped is not None:
                 skipped += batch.skipped
             if batch.ids:

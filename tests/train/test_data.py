@@ -4,6 +4,7 @@ ranks × DataLoader workers, decoding, and a clear error for an empty split."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -187,3 +188,24 @@ def test_augment_applies_the_drawn_transform_to_each_sample() -> None:
             expected = expected.flip(-2)
         assert torch.equal(out[i], torch.rot90(expected, int(k[i]), dims=(-2, -1))), i
     assert len({(bool(h), bool(v), int(r)) for h, v, r in zip(flip_h, flip_v, k, strict=True)}) > 8
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_worker_batches_equal_in_process_ones_whether_held_or_dropped(spark, v1_lake, hold):
+    """Workers write batches into reused shared buffers: a batch the consumer still holds is
+    never overwritten, and a dropped one's buffer is reused without mixing rows."""
+    spec = DataSpec(v1_lake[0], "train", "s1s2", batch_size=4, prefetch=1, workers=0)
+    want = {i: x for b in PatchLoader(spec).epoch(0) for i, x in zip(b.ids, b.x, strict=True)}
+    loader = PatchLoader(replace(spec, workers=2))
+    got = {}
+    held = []
+    for batch in loader.epoch(0):
+        rows = batch.x if hold else batch.x.clone()
+        got.update(zip(batch.ids, rows, strict=True))
+        if hold:
+            held.append(batch)
+    if not hold:
+        assert loader.dataset.pool.in_use.sum() <= 2  # at most the last batch of each worker
+    assert got.keys() == want.keys() and len(got) > 8
+    for i, x in want.items():
+        assert torch.equal(got[i], x), i
