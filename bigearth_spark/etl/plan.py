@@ -64,7 +64,7 @@ def units_to_decode(
             & ~F.coalesce(f"_has_{s}", F.lit(False))
             & F.col(f"_is_bad_{s}").isNull(),
         )
-    need = F.col("need_s2") | F.col("need_s1") | F.col("need_reference_map")
+    need = F.greatest(*[F.col(c) for c in NEED])  # any side to decode
     todo = planned.where(need).select(
         *units.columns,
         *NEED,

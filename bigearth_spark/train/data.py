@@ -82,7 +82,7 @@ class DataSpec:
         for value, allowed in (
             (self.split, SPLITS),
             (self.modality, tuple(MODALITIES)),
-            (self.nomenclature, ("19", "43")),
+            (self.nomenclature, tuple(NOMENCLATURES)),
             (self.resampling, RESAMPLING),
             (self.stats, tuple(BAND_STATS)),
         ):
