@@ -48,7 +48,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     spark = _spark(cfg, "bigearth-ingest")
-    ingest = Ingest(spark, cfg.lake, cfg.database, lock_wait_s=args.lock_wait)
+    ingest = Ingest(
+        spark, cfg.lake, cfg.database, lock_wait_s=args.lock_wait, single_writer=args.single_writer
+    )
     report = ingest.run(args.input, args.lists)
     console.print(
         f"[bold]ingest {report.run_id}[/bold]: {report.entries} entries, "
@@ -160,13 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synth)
 
     s = spark_command("ingest", "ingest archive roots into Delta tables")
-    s.add_argument("--input", action="append", required=True, help="archive root (repeatable)")
-    s.add_argument("--lists", action="append", default=[], help="folder with official lists")
+    s.add_argument(
+        "--input", action="append", required=True, help="archive root, path or URI (repeatable)"
+    )
+    s.add_argument(
+        "--lists", action="append", default=[], help="folder (path or URI) with official lists"
+    )
     s.add_argument(
         "--lock-wait",
         type=float,
         default=3600.0,
         help="seconds to wait for another ingest writing the same lake (default 3600)",
+    )
+    s.add_argument(
+        "--single-writer",
+        action="store_true",
+        help="no other job writes this lake: allows an S3 lake without the DynamoDB LogStore",
     )
     s.set_defaults(func=cmd_ingest)
 

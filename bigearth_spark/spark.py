@@ -1,4 +1,5 @@
-"""The one SparkSession builder: Delta configured, settings from the config profile.
+"""The one SparkSession builder: Delta configured, settings from the config profile, s3a pointed
+at the S3-compatible endpoint that the environment names.
 
 Delta's jars and SQL extension are installed into pyspark's ``jars/`` and
 ``conf/spark-defaults.conf`` by ``scripts/setup_env.sh`` so that plain ``spark-submit`` and every
@@ -10,9 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from urllib.parse import urlsplit
 
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
+
+from bigearth_spark import storage
 
 DEFAULT_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -30,6 +34,28 @@ DEFAULT_CONF: dict[str, str] = {
     # free task slot instead of queueing behind a long stage of decode tasks
     "spark.scheduler.mode": "FAIR",
 }
+
+
+def object_store_conf() -> dict[str, str]:
+    """Hadoop s3a settings for the S3-compatible endpoint named in the environment
+    (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, ``AWS_REGION``), handed to the executors'
+    Python readers too. Empty for AWS itself. Credentials are never set here: s3a's default
+    provider chain and pyarrow read them from the environment, profiles or instance roles."""
+    endpoint = storage.s3_endpoint()
+    if not endpoint:
+        return {}
+    url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    conf = {
+        "spark.hadoop.fs.s3a.endpoint": endpoint,
+        "spark.hadoop.fs.s3a.path.style.access": "true",  # S3-compatible servers: no DNS buckets
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(url.scheme == "https").lower(),
+        "spark.executorEnv.AWS_ENDPOINT_URL": endpoint,
+    }
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = region
+        conf["spark.executorEnv.AWS_REGION"] = region
+    return conf
 
 
 def _submitted_conf() -> set[str]:
@@ -57,7 +83,7 @@ def build_spark(
     if master:
         builder = builder.master(master)
     submitted = _submitted_conf()
-    for key, value in {**DEFAULT_CONF, **(conf or {})}.items():
+    for key, value in {**DEFAULT_CONF, **object_store_conf(), **(conf or {})}.items():
         if key not in submitted:
             builder = builder.config(key, value)
     spark = builder.getOrCreate()

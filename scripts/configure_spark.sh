@@ -10,10 +10,19 @@ DELTA=$("$VENV/bin/python" -c 'from importlib.metadata import version; print(ver
 MAVEN=${MAVEN_REPO:-https://repo1.maven.org/maven2}
 CACHE=${BIGEARTH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bigearth_spark}/jars
 mkdir -p "$CACHE"
-for art in "delta-spark_2.13" "delta-storage"; do
-  jar=$art-$DELTA.jar
+HADOOP=$(ls "$SPARK_HOME/jars" | sed -n 's/^hadoop-client-api-\(.*\)\.jar$/\1/p')
+# s3a: hadoop-aws of Spark's Hadoop, and the AWS SDK v2 bundle that this Hadoop release is built with
+AWS_SDK=$(curl -fsSL --retry 3 "$MAVEN/org/apache/hadoop/hadoop-project/$HADOOP/hadoop-project-$HADOOP.pom" \
+  | sed -n 's|.*<aws-java-sdk-v2.version>\(.*\)</aws-java-sdk-v2.version>.*|\1|p')
+[[ -n $AWS_SDK ]] || { echo "no AWS SDK version in hadoop-project $HADOOP's POM" >&2; exit 1; }
+# group/artifact/version of each jar (all cached: the SDK bundle is 560 MB)
+for coord in "io/delta/delta-spark_2.13/$DELTA" "io/delta/delta-storage/$DELTA" \
+  "org/apache/hadoop/hadoop-aws/$HADOOP" "software/amazon/awssdk/bundle/$AWS_SDK"; do
+  art=$(basename "$(dirname "$coord")")
+  jar=$art-$(basename "$coord").jar
   if [[ ! -s $CACHE/$jar ]]; then
-    curl -fsSL --retry 3 -o "$CACHE/$jar.part" "$MAVEN/io/delta/$art/$DELTA/$jar"
+    echo "downloading $jar"
+    curl -fsSL --retry 3 -o "$CACHE/$jar.part" "$MAVEN/$coord/$jar"
     mv "$CACHE/$jar.part" "$CACHE/$jar"
   fi
   cp "$CACHE/$jar" "$SPARK_HOME/jars/$jar"

@@ -1,15 +1,15 @@
 """Archive roots: which type of BigEarthNet archive a folder is, and where its patches live.
 
-Pure Python (no Spark). Listing a root is cheap (one ``scandir``); listing the inside of patch or
-tile folders is left to the Spark executors (see :mod:`bigearth_spark.etl.discover`).
+Pure Python (no Spark), on paths or URIs (:mod:`bigearth_spark.storage`). Listing a root is cheap
+(one listing); listing the inside of patch or tile folders is left to the Spark executors (see
+:mod:`bigearth_spark.etl.discover`).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
+from bigearth_spark import storage
 from bigearth_spark.archive import names
 
 V1_S2, V1_S1, V2 = "v1_s2", "v1_s1", "v2"
@@ -33,42 +33,43 @@ class ArchiveRoot:
     path: str
 
 
-def _sniff_flat(path: Path) -> str | None:
+def _sniff_flat(path: str) -> str | None:
     seen = 0
-    with os.scandir(path) as it:
-        for entry in it:
-            if not entry.is_dir():
-                continue
-            if names.is_v1_s2(entry.name):
-                return V1_S2
-            if names.is_s1(entry.name):
-                return V1_S1
-            seen += 1
-            if seen >= _SNIFF:
-                break
+    for entry in storage.list_dir(path):
+        if not entry.is_dir:
+            continue
+        if names.is_v1_s2(entry.name):
+            return V1_S2
+        if names.is_s1(entry.name):
+            return V1_S1
+        seen += 1
+        if seen >= _SNIFF:
+            break
     return None
 
 
-def detect_root(path: str | Path) -> ArchiveRoot | None:
-    """Recognise ``path`` as a v1 S2, v1 S1 or v2 archive root (None if it is none of them)."""
-    p = Path(path)
-    if not p.is_dir():
+def detect_root(path: str) -> ArchiveRoot | None:
+    """Recognise ``path`` (a path or URI) as a v1 S2, v1 S1 or v2 archive root (None if it is
+    none of them)."""
+    path = storage.normalize(path)
+    if not storage.is_dir(path):
         return None
-    if any((p / d).is_dir() for d in V2_PARTS) or (p / V2_METADATA).is_file():
-        return ArchiveRoot(V2, str(p.resolve()))
-    archive_type = _sniff_flat(p)
-    return ArchiveRoot(archive_type, str(p.resolve())) if archive_type else None
+    top = {e.name: e.is_dir for e in storage.list_dir(path)}
+    if any(top.get(d) for d in V2_PARTS) or top.get(V2_METADATA) is False:
+        return ArchiveRoot(V2, path)
+    archive_type = _sniff_flat(path)
+    return ArchiveRoot(archive_type, path) if archive_type else None
 
 
-def find_roots(path: str | Path) -> list[ArchiveRoot]:
-    """Archive roots at ``path``: the folder itself, or else its direct sub-folders."""
+def find_roots(path: str) -> list[ArchiveRoot]:
+    """Archive roots at ``path`` (a path or URI): the folder itself, or else its sub-folders."""
     root = detect_root(path)
     if root:
         return [root]
-    p = Path(path)
-    if not p.is_dir():
+    if not storage.is_dir(path):
         raise NotAnArchiveError(f"input {path} does not exist or is not a folder")
-    found = [r for child in sorted(p.iterdir()) if (r := detect_root(child))]
+    children = storage.list_dir(storage.normalize(path))
+    found = [r for child in children if child.is_dir and (r := detect_root(child.path))]
     if not found:
         raise NotAnArchiveError(
             f"{path} is not a BigEarthNet archive root (v1 S2, v1 S1 or v2) and holds none"
@@ -86,23 +87,22 @@ class Entry:
     nested: bool  # True: a v2 tile/scene folder whose sub-folders are the patches
 
 
+def _entries(folder: str, folder_type: str, nested: bool) -> list[Entry]:
+    return [
+        Entry(folder_type if e.is_dir else "stray_file", e.path, nested and e.is_dir)
+        for e in storage.list_dir(folder)
+    ]
+
+
 def top_entries(root: ArchiveRoot) -> list[Entry]:
-    """The entries below a root that executors expand and read (one ``scandir`` per folder)."""
+    """The entries below a root that executors expand and read (one listing per folder)."""
     if root.archive_type in (V1_S2, V1_S1):
-        with os.scandir(root.path) as it:
-            return [
-                Entry(root.archive_type if e.is_dir() else "stray_file", e.path, False)
-                for e in sorted(it, key=lambda e: e.name)
-            ]
+        return _entries(root.path, root.archive_type, False)
     entries: list[Entry] = []
     for sub, folder_type in V2_PARTS.items():
-        part = Path(root.path) / sub
-        if part.is_dir():
-            with os.scandir(part) as it:
-                entries += [
-                    Entry(folder_type if e.is_dir() else "stray_file", e.path, e.is_dir())
-                    for e in sorted(it, key=lambda e: e.name)
-                ]
+        part = storage.join(root.path, sub)
+        if storage.is_dir(part):
+            entries += _entries(part, folder_type, True)
     return entries
 
 
@@ -110,8 +110,4 @@ def expand(entry: Entry) -> list[Entry]:
     """Patch folders (and stray files) of an entry: itself, or the inside of a v2 tile folder."""
     if not entry.nested:
         return [entry]
-    with os.scandir(entry.path) as it:
-        return [
-            Entry(entry.folder_type if e.is_dir() else "stray_file", e.path, False)
-            for e in sorted(it, key=lambda e: e.name)
-        ]
+    return _entries(entry.path, entry.folder_type, False)

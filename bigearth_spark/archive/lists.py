@@ -1,5 +1,5 @@
 """Official lists: v1 split CSVs (plain or the MM ``S2,S1`` form), cloud/snow/no-label CSVs and
-the v2 metadata parquets, merged into one membership table (pure Python, pandas).
+the v2 metadata parquets (paths or URIs), merged into one membership table (pure Python, pandas).
 
 Split names follow v2: ``train`` | ``validation`` | ``test`` (v1's ``val.csv`` → ``validation``).
 A membership that no provided list can tell stays unknown (None), never a guessed False.
@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bigearth_spark import storage
 from bigearth_spark.archive.layout import V2_FLAGGED_METADATA, V2_METADATA
 
 SPLITS = ("train", "validation", "test")
@@ -59,36 +61,35 @@ class OfficialLists:
         return {f"{a}/{s}": int(n) for (a, s), n in g.items()}
 
 
-def _csv_lines(path: Path) -> list[str]:
-    opener = bz2.open if path.suffix == ".bz2" else open
-    with opener(path, "rt", newline="") as f:
-        return [line.strip() for line in f.read().splitlines() if line.strip()]
+def _csv_lines(path: str) -> list[str]:
+    data = storage.read_bytes(path)
+    text = (bz2.decompress(data) if path.endswith(".bz2") else data).decode()
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _stem(path: Path) -> str:
-    name = path.name
+def _stem(name: str) -> str:
     for suffix in (".bz2", ".csv"):
         name = name.removesuffix(suffix)
     return name
 
 
-def find_list_files(folders: list[str | Path]) -> dict[str, Path]:
-    """Official list files present in ``folders`` (first folder wins), keyed by list name."""
-    found: dict[str, Path] = {}
-    for folder in folders:
-        p = Path(folder)
-        if not p.is_dir():
+def find_list_files(folders: list[str | Path]) -> dict[str, str]:
+    """Official list files present in ``folders`` (paths or URIs; the first folder wins), keyed
+    by list name."""
+    found: dict[str, str] = {}
+    for folder in map(str, folders):
+        if not storage.is_dir(folder):
             continue
-        for f in sorted(p.iterdir()):
+        for f in storage.list_dir(storage.normalize(folder)):
             key = V2_FILES.get(f.name) or (
-                _stem(f) if f.name.endswith((".csv", ".csv.bz2")) else None
+                _stem(f.name) if f.name.endswith((".csv", ".csv.bz2")) else None
             )
             if key and (key in V1_SPLIT_FILES or key in V1_FLAG_FILES or key in V2_FILES.values()):
-                found.setdefault(key, f)
+                found.setdefault(key, f.path)
     return found
 
 
-def _v1_frame(files: dict[str, Path]) -> tuple[pd.DataFrame, set[str]]:
+def _v1_frame(files: dict[str, str]) -> tuple[pd.DataFrame, set[str]]:
     rows: dict[str, dict] = {}
     known: set[str] = set()
 
@@ -118,11 +119,11 @@ def _v1_frame(files: dict[str, Path]) -> tuple[pd.DataFrame, set[str]]:
     return frame, known
 
 
-def _v2_frame(files: dict[str, Path]) -> tuple[pd.DataFrame, set[str]]:
+def _v2_frame(files: dict[str, str]) -> tuple[pd.DataFrame, set[str]]:
     parts = []
     for key in (V2_METADATA, V2_FLAGGED_METADATA):
         if key in files:
-            t = pq.read_table(files[key]).to_pandas()
+            t = pq.read_table(pa.BufferReader(storage.read_bytes(files[key]))).to_pandas()
             parts.append(t)
     frame = pd.concat(parts, ignore_index=True).rename(
         columns={
@@ -152,4 +153,4 @@ def read_lists(folders: list[str | Path]) -> OfficialLists:
     metadata = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     metadata = metadata.reindex(columns=list(METADATA_COLUMNS))
     metadata = metadata.astype(object).where(metadata.notna(), None)
-    return OfficialLists(metadata, {k: str(v) for k, v in files.items()}, known)
+    return OfficialLists(metadata, files, known)

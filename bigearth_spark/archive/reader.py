@@ -1,9 +1,10 @@
 """Read one BigEarthNet patch folder into native-resolution arrays and metadata.
 
-Spark executors call this for every patch of the archives, so it lists the folder once
-(``os.scandir``), reads each file once and decodes the archive's tifs without rasterio (see
-:mod:`.tiff`). Every way a folder can be broken raises :class:`PatchError` with a short reason
-code, so that jobs can count and quarantine bad patches instead of failing.
+Spark executors call this for every patch of the archives, so it lists the folder once, reads
+each file once (local paths or URIs, see :mod:`bigearth_spark.storage`) and decodes the
+archive's tifs without rasterio (see :mod:`.tiff`). Every way a folder can be broken raises
+:class:`PatchError` with a short reason code, so that jobs can count and quarantine bad patches
+instead of failing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+
+from bigearth_spark import storage
 
 from .bands import PATCH_SIZE_M, REFERENCE_MAP, S1_BANDS, S2_BANDS, Band
 from .labels import UnknownLabelError, sort_labels
@@ -114,17 +117,17 @@ _LAYOUTS = {
 
 
 def read_patch(folder: str | os.PathLike[str], folder_type: str) -> PatchRecord:
-    """Read a patch folder of ``folder_type`` (one of :data:`FOLDER_TYPES`); raises
+    """Read a patch folder (a path or URI) of ``folder_type`` (one of :data:`FOLDER_TYPES`); raises
     :class:`PatchError`."""
     if folder_type not in _LAYOUTS:
         known = ", ".join(FOLDER_TYPES)
         raise ValueError(f"unknown folder type {folder_type!r}; known: {known}")
-    return _read(os.fspath(folder), _LAYOUTS[folder_type])
+    return _read(storage.normalize(os.fspath(folder)), _LAYOUTS[folder_type])
 
 
 def _read(folder: str, layout: _Layout) -> PatchRecord:
     """Read and validate one folder laid out as ``layout``."""
-    patch_id = os.path.basename(os.path.normpath(folder))
+    patch_id = storage.basename(folder)
     try:
         name = layout.parse_name(patch_id)
     except BadNameError as e:
@@ -141,7 +144,7 @@ def _read(folder: str, layout: _Layout) -> PatchRecord:
     if json_file and json_file not in present:
         raise PatchError(MISSING_JSON, folder, f"no {json_file}")
 
-    geo = {b.name: _read_band(os.path.join(folder, f), b) for f, b in tifs.items()}
+    geo = {b.name: _read_band(storage.join(folder, f), b) for f, b in tifs.items()}
     epsg, (ulx, uly, lrx, lry) = _check_geo(folder, layout.bands, geo)
     record = PatchRecord(
         patch_id=patch_id,
@@ -156,10 +159,10 @@ def _read(folder: str, layout: _Layout) -> PatchRecord:
         lry=lry,
         acquired=None if layout.side == "reference_map" else name.acquired,
         tile=name.tile,
-        stray_files=sorted(os.path.join(folder, f) for f in present - patch_files),
+        stray_files=sorted(storage.join(folder, f) for f in present - patch_files),
     )
     if json_file:
-        corners = _apply_v1_json(record, os.path.join(folder, json_file))
+        corners = _apply_v1_json(record, storage.join(folder, json_file))
         tif_corners = (ulx, uly, lrx, lry)
         if any(abs(a - b) > _GEO_TOLERANCE_M for a, b in zip(corners, tif_corners, strict=True)):
             detail = f"JSON corners {corners} != tif corners {tif_corners}"
@@ -170,8 +173,7 @@ def _read(folder: str, layout: _Layout) -> PatchRecord:
 def _list(folder: str) -> set[str]:
     """Names in the folder (one directory listing)."""
     try:
-        with os.scandir(folder) as entries:
-            return {e.name for e in entries}
+        return {e.name for e in storage.list_dir(folder)}
     except (FileNotFoundError, NotADirectoryError) as e:
         raise PatchError(EMPTY_FOLDER, folder, f"no such folder ({e.strerror})") from None
 
@@ -225,8 +227,7 @@ def _geo_problem(g: GeoBand, epsg: int, ulx: float, uly: float, pixel: float) ->
 def _apply_v1_json(record: PatchRecord, path: str) -> tuple[float, float, float, float]:
     """Fill ``record`` from a v1 ``labels_metadata.json``; return the JSON's corners."""
     try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read())
+        doc = json.loads(storage.read_bytes(path))
         coords = doc["coordinates"]
         lry = coords["lry"] if "lry" in coords else coords["lly"]  # S1 JSONs say "lly"
         corners = (float(coords["ulx"]), float(coords["uly"]), float(coords["lrx"]), float(lry))

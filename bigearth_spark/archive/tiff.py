@@ -1,8 +1,9 @@
 """Fast reader of single-band GeoTIFFs: the hot path of the archive ingest.
 
 The archive's tifs are small, single-sample, uncompressed, strip-organised GeoTIFFs. For those,
-:func:`read_tiff` reads the file once, parses the header and the first IFD with :mod:`struct`
-and wraps the pixel bytes with :func:`numpy.frombuffer` (no copy). Everything else (compressed,
+:func:`read_tiff` reads the file once (:func:`decode_tiff` decodes bytes already read), parses
+the header and the first IFD with :mod:`struct` and wraps the pixel bytes with
+:func:`numpy.frombuffer` (no copy). Everything else (compressed,
 tiled, multi-sample, BigTIFF, unusual geo tags...) goes through :func:`read_tiff_rasterio`, the
 general path, which gives the same :class:`GeoBand`. Arrays are read-only in both paths.
 """
@@ -10,11 +11,15 @@ general path, which gives the same :class:`GeoBand`. Arrays are read-only in bot
 from __future__ import annotations
 
 import math
+import os
 import struct
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from bigearth_spark import storage
 
 
 class TiffError(ValueError):
@@ -67,31 +72,42 @@ _USER_DEFINED = 32767
 
 
 def read_tiff(path: str | Path) -> GeoBand:
-    """Read the first band of a GeoTIFF and its georeferencing.
+    """Read the first band of a GeoTIFF (a path or URI, see :mod:`bigearth_spark.storage`) and
+    its georeferencing.
 
-    Archive-format files take the fast path (one read, no copy); anything else falls back to
-    rasterio with the same result. Raises :class:`TiffError` for a truncated, corrupt or non-TIFF
-    file, and ``OSError`` when the file cannot be opened.
+    Raises :class:`TiffError` for a truncated, corrupt or non-TIFF file, and ``OSError`` when the
+    file cannot be read.
     """
-    with open(path, "rb", buffering=0) as f:  # unbuffered: one fstat, one read of the file
-        data = f.read()
+    return decode_tiff(storage.read_bytes(os.fspath(path)), os.fspath(path))
+
+
+def decode_tiff(data: bytes, name: str) -> GeoBand:
+    """Decode the first band of the GeoTIFF file content ``data`` (``name`` is for messages).
+
+    Archive-format files take the fast path (no copy); anything else falls back to rasterio
+    (from memory) with the same result.
+    """
     try:
         return _read_fast(data)
     except MultiSampleError as e:
-        raise MultiSampleError(f"{path}: {e}") from None
+        raise MultiSampleError(f"{name}: {e}") from None
     except TiffError as e:
-        raise TiffError(f"{path}: corrupt TIFF: {e}") from None
+        raise TiffError(f"{name}: corrupt TIFF: {e}") from None
     except (_Unsupported, struct.error, LookupError, TypeError, ArithmeticError):
-        return read_tiff_rasterio(path)  # not the archive's layout, or odd: GDAL decides
+        return read_tiff_rasterio(name, data)  # not the archive's layout, or odd: GDAL decides
 
 
-def read_tiff_rasterio(path: str | Path) -> GeoBand:
-    """The general path of :func:`read_tiff`: read any GDAL-readable raster with rasterio."""
+def read_tiff_rasterio(path: str | Path, data: bytes | None = None) -> GeoBand:
+    """The general path of :func:`read_tiff`: read any GDAL-readable raster with rasterio, from
+    ``data`` when given (the content of ``path``), else from ``path``."""
     import rasterio
     from rasterio.errors import RasterioError
 
     try:
-        with rasterio.open(path) as src:
+        with (
+            rasterio.MemoryFile(data) if data is not None else nullcontext() as memory,
+            memory.open() if memory is not None else rasterio.open(path) as src,
+        ):
             if src.count != 1:
                 raise MultiSampleError(f"{path}: {src.count} bands (samples per pixel), expected 1")
             array = src.read(1)

@@ -12,7 +12,6 @@ band byte is ever shuffled. A second folder with the same patch id in the input 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import pandas as pd
@@ -20,6 +19,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from bigearth_spark import storage
 from bigearth_spark.archive import layout
 from bigearth_spark.tables.schema import issue
 
@@ -54,10 +54,10 @@ SIDES = ("s2", "s1", "reference_map")
 def v1_s1_partner(folder: str) -> str | None:
     """``corresponding_s2_patch`` of a v1 S1 folder's JSON, or None when it cannot be read (the
     decoder then reports why)."""
-    name = os.path.basename(folder)
+    name = storage.basename(folder)
     try:
-        with open(os.path.join(folder, f"{name}_labels_metadata.json"), "rb") as f:
-            partner = json.loads(f.read()).get("corresponding_s2_patch")
+        doc = storage.read_bytes(storage.join(folder, f"{name}_labels_metadata.json"))
+        partner = json.loads(doc).get("corresponding_s2_patch")
     except (OSError, ValueError, AttributeError):
         return None
     return partner if isinstance(partner, str) else None
@@ -77,7 +77,7 @@ def _expand(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         rows = []
         for folder_type, path, nested in frame.itertuples(index=False):
             for e in layout.expand(layout.Entry(folder_type, path, nested)):
-                name = os.path.basename(e.path)
+                name = storage.basename(e.path)
                 rows.append((e.folder_type, e.path, name, _key(e.folder_type, e.path, name)))
         yield pd.DataFrame(rows, columns=FOLDER_SCHEMA.fieldNames())
 

@@ -1,8 +1,9 @@
 """The ingest: archive roots → ``pairs`` (the one band table) and its derived tables.
 
 A run holds the lake's lease (:mod:`bigearth_spark.tables.lease`), so one ingest writes a lake
-at a time and concurrent jobs queue instead of racing. Its commits are ordered so that a kill
-between any two is repaired by the next run:
+at a time and concurrent jobs queue instead of racing (on S3 only with the multi-writer LogStore,
+:mod:`bigearth_spark.tables.log_store`; without it a run must promise to be the only writer).
+Its commits are ordered so that a kill between any two is repaired by the next run:
 
 1. ``nomenclature``, then the official lists → ``patch_metadata`` and ``official_lists``;
 2. discovery on the executors → pair units (paths only) and input issues;
@@ -38,6 +39,7 @@ from bigearth_spark.etl import decode, discover, pairs, plan, quarantine
 from bigearth_spark.etl.plan import NEED, SIDES
 from bigearth_spark.tables import catalog, schema, write
 from bigearth_spark.tables.lease import IngestLease
+from bigearth_spark.tables.log_store import check_concurrent_writes
 
 log = logging.getLogger(__name__)
 # where a side's columns come from in a MERGE that completes a stored pair
@@ -116,8 +118,10 @@ class Ingest:
         db: str = schema.DATABASE,
         lock_wait_s: float = 3600.0,
         lease_ttl_s: float = 300.0,
+        single_writer: bool = False,
     ) -> None:
         self.spark, self.lake, self.db = spark, normalize_lake(lake), db
+        check_concurrent_writes(self.lake, lambda k: spark.conf.get(k, None), single_writer)
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
         self.lease = IngestLease(spark, self.lake, self.run_id, lease_ttl_s, lock_wait_s)
 

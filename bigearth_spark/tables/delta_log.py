@@ -1,6 +1,7 @@
 """Live files of a Delta table version, read from its transaction log without Spark.
 
-A Delta folder also holds dead parquet files (rewritten by MERGE, not yet vacuumed): only the
+Local paths and URIs (``s3a://``...) are read through :mod:`bigearth_spark.storage`. A Delta
+folder also holds dead parquet files (rewritten by MERGE, not yet vacuumed): only the
 files that a version's log replay keeps may be handed to a reader (the training reader reads
 their row groups with pyarrow). Supports classic checkpoints (single and multi-part) and JSON
 commits; refuses deletion vectors (a file with one has rows that must not be read) and v2
@@ -12,10 +13,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import unquote
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+
+from bigearth_spark import storage
 
 _COMMIT = re.compile(r"^(\d{20})\.json$")
 _CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.(\d{10})\.(\d{10}))?\.parquet$")
@@ -29,7 +32,7 @@ class DeltaLogError(RuntimeError):
 class LiveFile:
     """One live data file of a version."""
 
-    path: str  # absolute local path
+    path: str  # absolute local path or URI
     partition_values: dict[str, str | None]
     num_records: int | None
 
@@ -50,12 +53,6 @@ class Snapshot:
         ]
 
 
-def _local(table: str) -> Path:
-    if "://" in table and not table.startswith("file:"):
-        raise DeltaLogError(f"only local or mounted tables are read without Spark: {table}")
-    return Path(re.sub(r"^file:(//)?", "", table))
-
-
 def _apply(actions: dict[str, dict], action: dict) -> None:
     """Replay one log action onto ``actions`` (live path → its add action)."""
     if action.get("add"):
@@ -69,18 +66,19 @@ def _apply(actions: dict[str, dict], action: dict) -> None:
         raise DeltaLogError("v2 checkpoints are not supported")
 
 
-def _checkpoint_actions(log: Path, version: int) -> tuple[int, dict[str, dict]]:
-    parts: dict[int, list[Path]] = {}
-    for p in log.iterdir():
+def _checkpoint_actions(log: list[storage.Entry], version: int) -> tuple[int, dict[str, dict]]:
+    parts: dict[int, list[str]] = {}
+    for p in log:
         m = _CHECKPOINT.match(p.name)
         if m and int(m.group(1)) <= version:
-            parts.setdefault(int(m.group(1)), []).append(p)
+            parts.setdefault(int(m.group(1)), []).append(p.path)
     if not parts:
         return -1, {}
     start = max(parts)
     adds: dict[str, dict] = {}
     for p in sorted(parts[start]):
-        table = pq.read_table(p, columns=["add"]).column("add").to_pylist()
+        data = pa.BufferReader(storage.read_bytes(p))
+        table = pq.read_table(data, columns=["add"]).column("add").to_pylist()
         for add in table:
             if add:
                 _apply(adds, {"add": add})
@@ -88,12 +86,14 @@ def _checkpoint_actions(log: Path, version: int) -> tuple[int, dict[str, dict]]:
 
 
 def snapshot(table: str, version: int | None = None) -> Snapshot:
-    """The live files of ``version`` (default: the latest) of the Delta table at ``table``."""
-    root = _local(table)
-    log = root / "_delta_log"
-    if not log.is_dir():
-        raise DeltaLogError(f"{table} is not a Delta table (no _delta_log)")
-    commits = sorted(int(m.group(1)) for p in log.iterdir() if (m := _COMMIT.match(p.name)))
+    """The live files of ``version`` (default: the latest) of the Delta table at ``table`` (a
+    path or URI, see :mod:`bigearth_spark.storage`)."""
+    root = storage.normalize(table)
+    try:
+        log = storage.list_dir(storage.join(root, "_delta_log"))
+    except (FileNotFoundError, NotADirectoryError):
+        raise DeltaLogError(f"{table} is not a Delta table (no _delta_log)") from None
+    commits = sorted(int(m.group(1)) for p in log if (m := _COMMIT.match(p.name)))
     if not commits:
         raise DeltaLogError(f"{table}: empty log")
     latest = commits[-1]
@@ -104,16 +104,16 @@ def snapshot(table: str, version: int | None = None) -> Snapshot:
     if start < 0 and commits[0] != 0:
         raise DeltaLogError(f"{table}: log before version {commits[0]} was cleaned up")
     for v in (c for c in commits if start < c <= version):
-        with open(log / f"{v:020d}.json") as f:
-            for line in f:
-                if line.strip():
-                    _apply(adds, json.loads(line))
+        commit = storage.read_bytes(storage.join(root, "_delta_log", f"{v:020d}.json"))
+        for line in commit.decode().splitlines():
+            if line.strip():
+                _apply(adds, json.loads(line))
     files = []
     for rel, add in sorted(adds.items()):
         stats = json.loads(add["stats"]) if add.get("stats") else {}
         files.append(
             LiveFile(
-                str(root / unquote(rel)),
+                unquote(rel) if storage.scheme(rel) else storage.join(root, unquote(rel)),
                 dict(add.get("partitionValues") or {}),
                 stats.get("numRecords"),
             )

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as nnf
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from bigearth_spark import storage
 from bigearth_spark.archive.bands import BAND_STATS, MODALITIES, S1_BANDS, Band
 from bigearth_spark.archive.labels import NOMENCLATURES
 from bigearth_spark.archive.lists import SPLITS
@@ -256,7 +257,7 @@ class PairsDataset(IterableDataset):
         files: dict[str, pq.ParquetFile] = {}
         for s in slices:
             if s.group.path not in files:
-                files[s.group.path] = pq.ParquetFile(s.group.path, memory_map=True)
+                files[s.group.path] = storage.parquet_file(s.group.path)
             group = files[s.group.path].read_row_group(s.group.index, columns=self.columns)
             yield group.slice(s.start, s.rows)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-import pyarrow.parquet as pq
+from bigearth_spark import storage
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def row_groups(paths: list[str]) -> list[RowGroup]:
     """The row groups of ``paths`` with their row counts, from the Parquet footers."""
     groups = []
     for path in paths:
-        meta = pq.ParquetFile(path).metadata
+        meta = storage.parquet_file(path).metadata
         groups += [
             RowGroup(path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)
         ]
