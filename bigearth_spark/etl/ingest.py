@@ -233,10 +233,12 @@ class Ingest:
         quarantine_df = self._table(schema.QUARANTINE).toDF()
         todo = plan.units_to_decode(units, pairs_df, quarantine_df, metadata).cache()
         n = todo.count()
-        # even decode tasks of UNITS_PER_TASK units (adaptive execution would coalesce the
-        # small shuffles of paths before into too few tasks)
+        # decode tasks of ~UNITS_PER_TASK units (adaptive execution would coalesce the small
+        # shuffles of paths before into too few tasks), dealt and ordered by patch id: the same
+        # input writes the same rows in the same files' order wherever it is stored, so a copy
+        # of the archive gives the same lake layout and the same training run
         tasks = max(2 * self.spark.sparkContext.defaultParallelism, n // UNITS_PER_TASK + 1)
-        spread = todo.repartition(tasks).cache()
+        spread = todo.repartition(tasks, "patch_id").sortWithinPartitions("patch_id").cache()
         spread.count()
         todo.unpersist()
         log.info("plan: %d units in the input, %d to decode in %d tasks", units.count(), n, tasks)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import pyarrow.parquet as pq
+
 from bigearth_spark import storage
 
 
@@ -25,6 +27,7 @@ class RowGroup:
     path: str
     index: int
     rows: int
+    first_key: str = ""  # the smallest key in the group (footer statistics), "" if unknown
 
 
 @dataclass(frozen=True)
@@ -41,20 +44,32 @@ class Slice:
         return self.stop - self.start
 
 
-def row_groups(paths: list[str]) -> list[RowGroup]:
-    """The row groups of ``paths`` with their row counts, from the Parquet footers."""
+def _min(meta: pq.FileMetaData, group: int, column: int | None) -> str:
+    stats = meta.row_group(group).column(column).statistics if column is not None else None
+    return str(stats.min) if stats is not None and stats.has_min_max else ""
+
+
+def row_groups(paths: list[str], key: str = "patch_id") -> list[RowGroup]:
+    """The row groups of ``paths`` with their row counts and smallest ``key``, from the Parquet
+    footers."""
     groups = []
     for path in paths:
         meta = storage.parquet_file(path).metadata
+        names = [meta.schema.column(j).name for j in range(meta.num_columns)]
+        column = names.index(key) if key in names else None
         groups += [
-            RowGroup(path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)
+            RowGroup(path, i, meta.row_group(i).num_rows, _min(meta, i, column))
+            for i in range(meta.num_row_groups)
         ]
     return groups
 
 
 def epoch_order(groups: list[RowGroup], seed: int, epoch: int, shuffle: bool) -> list[RowGroup]:
-    """The row groups in this epoch's reading order (the same on every rank and worker)."""
-    ordered = sorted(groups, key=lambda g: (g.path, g.index))
+    """The row groups in this epoch's reading order (the same on every rank and worker).
+
+    The order before shuffling is by content (smallest key, rows), then by file: the same table
+    content gives the same order wherever it is stored and whatever its files are named."""
+    ordered = sorted(groups, key=lambda g: (g.first_key, g.rows, g.path, g.index))
     if shuffle:
         random.Random(seed * 1_000_003 + epoch).shuffle(ordered)
     return ordered

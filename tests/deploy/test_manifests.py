@@ -165,6 +165,7 @@ def test_spark_application_matches_the_repository():
     from bigearth_spark.cli import build_parser
     from bigearth_spark.config import load_config
     from bigearth_spark.spark import DEFAULT_CONF
+    from bigearth_spark.tables.log_store import check_concurrent_writes
 
     args = build_parser().parse_args(["ingest", *spec["arguments"]])
     assert args.lake.startswith("s3a://")
@@ -173,7 +174,7 @@ def test_spark_application_matches_the_repository():
     profile = load_config(str(local_file(args.profile)))
     assert profile.spark_conf and not set(profile.spark_conf) & set(spec["sparkConf"])
     assert not [k for k in profile.spark_conf if k.startswith(("spark.driver.", "spark.executor."))]
-    # The archive is read with POSIX calls: every input is mounted in driver and executors.
+    # This archive is read with POSIX calls: every input is mounted in driver and executors.
     for role in ("driver", "executor"):
         paths = mounts(spec[role]["volumeMounts"])
         assert all(under(p, paths) for p in [*args.input, *args.lists]), role
@@ -181,6 +182,8 @@ def test_spark_application_matches_the_repository():
     for key in ("spark.sql.extensions", "spark.sql.catalog.spark_catalog"):
         assert conf[key] == DEFAULT_CONF[key]
     assert conf["spark.hadoop.fs.s3a.impl"] == "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    # the ingest accepts this lake with this LogStore (it refuses S3 without a promise or DynamoDB)
+    check_concurrent_writes(args.lake, conf.get, args.single_writer)
 
 
 def dockerfile_args(text: str) -> dict[str, str]:
@@ -238,12 +241,18 @@ def test_horovod_job_is_consistent(monkeypatch):
     assert python == f"{APP_DIR}/.venv/bin/python" and launcher["workingDir"] == APP_DIR
     assert local_file(script) == ROOT / "jobs" / "train.py" and local_file(script).is_file()
 
+    from bigearth_spark.cli import build_parser as build_ingest_parser
     from bigearth_spark.train.launch import build_parser
     from bigearth_spark.train.models import MODEL_NAMES
 
     args = build_parser().parse_args(train_args)
     assert local_file(args.config).is_file() and args.model in MODEL_NAMES
-    # Training reads the Delta log and parquet files without Spark: the lake must be mounted.
+    # Training reads the ingest's lake over S3 (no Spark) with the S3 secret's credentials.
+    ingest = build_ingest_parser().parse_args(
+        ["ingest", *one("SparkApplication")["spec"]["arguments"]]
+    )
+    assert args.lake == ingest.lake
+    for pod in (launcher, worker):
+        assert {"secretRef": {"name": "bigearth-s3"}} in pod["envFrom"]
     paths = mounts(worker["volumeMounts"])
-    assert "://" not in args.lake and under(args.lake, paths)
     assert under(args.out, paths) and under(args.mlflow_uri, paths)

@@ -1,0 +1,273 @@
+"""Archives and lakes on S3, against a real S3 API server on localhost (moto's server mode):
+the storage layer, bit-exact decoding from objects, and the whole product end to end —
+``spark-submit`` ingest from and into ``s3a://``, ``bigearth-spark sql``, 2-rank ``horovodrun``
+training and the evaluation job — with the same results as the local lake."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import rasterio
+
+from bigearth_spark import storage
+from bigearth_spark.archive.reader import read_patch
+from bigearth_spark.archive.tiff import read_tiff
+from bigearth_spark.tables import delta_log, schema
+from bigearth_spark.tables.log_store import (
+    MULTI_WRITER_S3,
+    UnsafeLogStoreError,
+    check_concurrent_writes,
+)
+from bigearth_spark.tables.write import table_path
+from tests.conftest import SAMPLES, VENV_BIN, run_cli
+from tests.etl.test_cluster_modes import VOLATILE
+from tests.train.test_horovod import horovodrun
+
+BUCKET = "bigearth-tests"
+S2_ID = "S2A_MSIL2A_20170617T113321_36_85"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[str]:
+    """A moto S3 server on localhost with one bucket; the environment names it (as a user's
+    would) for this module and every process it starts. Yields the bucket's s3a:// URI."""
+    import boto3
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        yield f"s3a://{BUCKET}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def upload(folder: Path, uri: str) -> int:
+    """Copy ``folder`` to ``uri`` as objects (empty folders as ``key/`` markers, as S3 consoles
+    and tools make them); return the objects written."""
+    import boto3
+
+    client, bucket, prefix = boto3.client("s3"), *uri.removeprefix("s3a://").split("/", 1)
+    written = 0
+    for d, dirs, files in os.walk(folder):
+        rel = os.path.relpath(d, folder)
+        key = prefix if rel == "." else f"{prefix}/{rel}"
+        for f in files:
+            client.upload_file(os.path.join(d, f), bucket, f"{key}/{f}")
+        if not dirs and not files:
+            client.put_object(Bucket=bucket, Key=f"{key}/", Body=b"")
+        written += len(files) or int(not dirs)
+    return written
+
+
+def test_listing_and_reading_objects(s3: str, tmp_path: Path) -> None:
+    (tmp_path / "a" / "empty").mkdir(parents=True)
+    (tmp_path / "a" / "x.csv.bz2").write_bytes(b"not bz2 at all")
+    (tmp_path / "a" / "b.txt").write_bytes(b"hello")
+    assert upload(tmp_path / "a", f"{s3}/listing") == 3
+    root = f"{s3}/listing"
+    assert [(e.name, e.path, e.is_dir) for e in storage.list_dir(root + "/")] == [
+        ("b.txt", f"{root}/b.txt", False),
+        ("empty", f"{root}/empty", True),
+        ("x.csv.bz2", f"{root}/x.csv.bz2", False),
+    ]
+    assert storage.list_dir(f"{root}/empty") == []
+    # bytes as stored: no decompression guessed from the name
+    assert storage.read_bytes(f"{root}/x.csv.bz2") == b"not bz2 at all"
+    assert storage.is_dir(root) and storage.is_dir(f"{root}/empty")
+    assert storage.is_file(f"{root}/b.txt") and not storage.is_dir(f"{root}/b.txt")
+    assert not storage.is_dir(f"{root}/nothing") and not storage.is_file(f"{root}/nothing")
+    with pytest.raises(FileNotFoundError):
+        storage.list_dir(f"{root}/nothing")
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes(f"{root}/nothing.txt")
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="shared samples not present")
+def test_patches_decode_bit_exact_from_objects(s3: str) -> None:
+    upload(SAMPLES, f"{s3}/samples")
+    folder = f"{s3}/samples/{S2_ID}"
+    tifs = sorted(p.name for p in (SAMPLES / S2_ID).glob("*.tif"))
+    assert len(tifs) == 12
+    for name in tifs:
+        got = read_tiff(f"{folder}/{name}")
+        with rasterio.open(SAMPLES / S2_ID / name) as src:
+            want = src.read(1)
+            assert got.transform == tuple(float(v) for v in src.transform.to_gdal())
+            assert got.epsg == src.crs.to_epsg()
+        assert got.array.dtype == want.dtype and got.array.tobytes() == want.tobytes(), name
+    remote, local = read_patch(folder, "v1_s2"), read_patch(SAMPLES / S2_ID, "v1_s2")
+    assert remote.path == folder and remote.patch_id == local.patch_id == S2_ID
+    assert remote.bands.keys() == local.bands.keys()
+    for band, array in local.bands.items():
+        np.testing.assert_array_equal(remote.bands[band], array)
+    assert (remote.labels43, remote.acquired, remote.tile) == (
+        local.labels43,
+        local.acquired,
+        local.tile,
+    )
+
+
+@pytest.mark.parametrize(
+    ("lake", "conf", "single_writer", "safe"),
+    [
+        ("s3a://b/lake", {}, False, False),
+        ("s3://b/lake", {"spark.delta.logStore.class": "x.Other"}, False, False),
+        ("s3a://b/lake", {}, True, True),
+        ("s3a://b/lake", {"spark.delta.logStore.s3a.impl": MULTI_WRITER_S3}, False, True),
+        ("s3a://b/lake", {"spark.delta.logStore.class": MULTI_WRITER_S3}, False, True),
+        ("/data/lake", {}, False, True),
+        ("hdfs://nn/lake", {}, False, True),
+        ("abfss://c@acct.dfs.core.windows.net/lake", {}, False, True),
+    ],
+)
+def test_concurrent_writes_need_a_multi_writer_log_store_on_s3(
+    lake: str, conf: dict[str, str], single_writer: bool, safe: bool
+) -> None:
+    if safe:
+        check_concurrent_writes(lake, conf.get, single_writer)
+        return
+    with pytest.raises(UnsafeLogStoreError, match="--single-writer") as e:
+        check_concurrent_writes(lake, conf.get, single_writer)
+    assert MULTI_WRITER_S3 in str(e.value)
+
+
+def relocated(value: object, roots: dict[str, str]) -> object:
+    """``value`` with every archive root in its strings (nested too) replaced by a marker."""
+    if isinstance(value, str):
+        for root, marker in roots.items():
+            value = value.replace(root, marker)
+        return value
+    if isinstance(value, list):
+        return [relocated(v, roots) for v in value]
+    if isinstance(value, dict):
+        return {k: relocated(v, roots) for k, v in value.items()}
+    return value
+
+
+def table_rows(lake: str, name: str, roots: dict[str, str]) -> list[tuple]:
+    """Every row of a table's latest version (read without Spark, through the Delta log),
+    volatile columns dropped and paths made relative to the archive root; sorted."""
+    snap = delta_log.snapshot(table_path(lake, name))
+    tables = []
+    for f in snap.files:
+        t = storage.parquet_file(f.path).read()
+        for k, v in f.partition_values.items():  # partition columns live in the log
+            t = t.append_column(k, pa.array([v] * len(t), pa.string()))
+        tables.append(t)
+    rows = pa.concat_tables(tables, promote_options="default").to_pylist() if tables else []
+    kept = [
+        tuple((k, relocated(v, roots)) for k, v in sorted(row.items()) if k not in VOLATILE)
+        for row in rows
+    ]
+    return sorted(kept, key=repr)
+
+
+@pytest.mark.slow
+def test_ingest_sql_train_evaluate_on_s3_equal_local(
+    s3: str, v1_archive, v1_lake, tmp_path: Path
+) -> None:
+    root, _ = v1_archive
+    archive, lake = f"{s3}/archive", f"{s3}/lake"
+    assert upload(root, archive) > 0
+    timings = {}
+    start = time.perf_counter()
+    proc = run_cli(
+        "spark-submit",
+        "jobs/ingest.py",
+        "--input",
+        archive,
+        "--lake",
+        lake,
+        "--single-writer",
+    )
+    timings["ingest_s3_s"] = time.perf_counter() - start
+    assert "readable patches" in proc.stdout
+    roots = {archive: "<archive>", str(root): "<archive>"}
+    for name in (schema.PAIRS, schema.LABELS, schema.QUARANTINE, schema.PATCH_METADATA):
+        remote, local = table_rows(lake, name, roots), table_rows(v1_lake[0], name, roots)
+        assert len(remote) == len(local) > 0, name
+        assert remote == local, name  # band bytes included
+    ids = [dict(r)["patch_id"] for r in table_rows(lake, schema.PAIRS, roots)]
+    assert len(ids) == len(set(ids))
+
+    query = "SELECT split, count(*) AS n FROM bigearthnet.pairs GROUP BY split ORDER BY split"
+    proc = run_cli("bigearth-spark", "sql", "--lake", lake, "--json", query)
+    got = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    want: dict[str | None, int] = {}
+    for f in delta_log.snapshot(table_path(v1_lake[0], schema.PAIRS)).files:
+        split = f.partition_values.get("split")
+        want[split] = want.get(split, 0) + f.num_records
+    assert {r["split"]: r["n"] for r in got} == want
+
+    results = {}
+    for where, source in (("s3", lake), ("local", v1_lake[0])):
+        start = time.perf_counter()
+        results[where] = horovodrun(source, tmp_path / where / "run", 2, "--seed", "3")
+        timings[f"train_{where}_s"] = time.perf_counter() - start
+    assert results["s3"]["weights_sha256"] == results["local"]["weights_sha256"]
+    assert results["s3"]["micro_f1"] == results["local"]["micro_f1"]
+
+    evaluations = {}
+    for where, source in (("s3", lake), ("local", v1_lake[0])):
+        start = time.perf_counter()
+        proc = run_cli(
+            "python",
+            "jobs/evaluate.py",
+            "--lake",
+            source,
+            "--checkpoint",
+            str(tmp_path / "s3" / "run" / "latest.pt"),
+            "--split",
+            "test",
+            "--report",
+            str(tmp_path / where / "report"),
+        )
+        timings[f"evaluate_{where}_s"] = time.perf_counter() - start
+        evaluations[where] = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("micro_f1", "macro_ap", "cosine_map_at_10", "rows", "rows_without_s1"):
+        assert evaluations["s3"][key] == evaluations["local"][key], key
+    assert evaluations["s3"]["rows"] == want["test"]
+    print("timings:", json.dumps({k: round(v, 1) for k, v in timings.items()}))
