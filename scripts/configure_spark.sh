@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configures the venv's Spark. Puts Delta's jars (from Maven Central) into pyspark's jars/ and writes pyspark's
+# Configures the venv's Spark. Puts Delta's jars and the s3a jars (hadoop-aws, AWS SDK bundle; from
+# Maven Central, cached) into pyspark's jars/ and writes pyspark's
 # conf/spark-defaults.conf with Delta's SQL extension and catalog, so that a plain
 # `spark-submit` (whose JVM starts before any Python code) and every executor JVM know Delta,
 # and Python workers run the venv's interpreter.

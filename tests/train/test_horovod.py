@@ -153,8 +153,8 @@ def test_evaluation_writes_metrics_table_and_report(spark, trained):
         assert (report / png).stat().st_size > 0 and png in html
 
 
-def test_horovod_on_spark_launcher(v1_lake, tmp_path):
-    lake, _ = v1_lake
+def on_spark(lake: str, out: Path, epochs: int, *extra: str) -> dict:
+    """``jobs/train.py --launcher spark`` with 2 ranks in Spark's Python workers; its result."""
     proc = run_cli(
         "python",
         "jobs/train.py",
@@ -165,13 +165,19 @@ def test_horovod_on_spark_launcher(v1_lake, tmp_path):
         "--lake",
         lake,
         "--out",
-        str(tmp_path / "run"),
+        str(out),
         "--epochs",
-        "2",
+        str(epochs),
         "--mlflow-uri",
-        str(tmp_path / "mlruns"),
+        str(out.parent / "mlruns"),
         *ARGS,
+        *extra,
     )
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_horovod_on_spark_launcher(v1_lake, tmp_path):
+    lake, _ = v1_lake
+    result = on_spark(lake, tmp_path / "run", 2)
     assert result["world_size"] == 2 and result["ranks_identical_weights"]
     assert result["epochs"] == 2 and len(result["train_loss"]) == 2
