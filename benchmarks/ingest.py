@@ -105,8 +105,7 @@ def decode_only(root: Path) -> None:
     from pyspark.sql import functions as F
 
     from bigearth_spark.archive.layout import find_roots
-    from bigearth_spark.etl import decode, discover
-    from bigearth_spark.etl.ingest import UNITS_PER_TASK
+    from bigearth_spark.etl import decode, discover, plan
     from bigearth_spark.spark import build_spark
     from bigearth_spark.tables.schema import PATCH_METADATA_SCHEMA
 
@@ -116,8 +115,10 @@ def decode_only(root: Path) -> None:
     metadata = spark.createDataFrame([], PATCH_METADATA_SCHEMA)
     units, _, _ = discover.discover(spark, find_roots(root), metadata)
     need = [F.lit(True).alias(f"need_{s}") for s in discover.SIDES]
-    tasks = max(2 * spark.sparkContext.defaultParallelism, units.count() // UNITS_PER_TASK + 1)
-    rows = decode.decode(units.select("*", *need).repartition(tasks), [])  # as the ingest plans
+    spread = plan.decode_tasks(  # as the ingest plans
+        units.select("*", *need), units.count(), spark.sparkContext.defaultParallelism
+    )
+    rows = decode.decode(spread, [])
     stored = rows.select(F.sum(F.size("stored_sides")).alias("n")).first()["n"]
     print(f"decode_patches_per_s={stored / (time.perf_counter() - start):.1f}")
 

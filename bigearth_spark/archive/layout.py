@@ -7,6 +7,7 @@ Pure Python (no Spark), on paths or URIs (:mod:`bigearth_spark.storage`). Listin
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from bigearth_spark import storage
@@ -48,10 +49,10 @@ def _sniff_flat(path: str) -> str | None:
     return None
 
 
-def detect_root(path: str) -> ArchiveRoot | None:
+def detect_root(path: str | os.PathLike[str]) -> ArchiveRoot | None:
     """Recognise ``path`` (a path or URI) as a v1 S2, v1 S1 or v2 archive root (None if it is
     none of them)."""
-    path = storage.normalize(path)
+    path = storage.normalize(os.fspath(path))
     if not storage.is_dir(path):
         return None
     top = {e.name: e.is_dir for e in storage.list_dir(path)}
@@ -61,8 +62,9 @@ def detect_root(path: str) -> ArchiveRoot | None:
     return ArchiveRoot(archive_type, path) if archive_type else None
 
 
-def find_roots(path: str) -> list[ArchiveRoot]:
+def find_roots(path: str | os.PathLike[str]) -> list[ArchiveRoot]:
     """Archive roots at ``path`` (a path or URI): the folder itself, or else its sub-folders."""
+    path = os.fspath(path)
     root = detect_root(path)
     if root:
         return [root]

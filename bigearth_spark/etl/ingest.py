@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 # where a side's columns come from in a MERGE that completes a stored pair
 S2_COLUMNS = ("tile", "acquired", "source_product", "epsg", "ulx", "uly", "lrx", "lry")
 S1_COLUMNS = ("s1_patch_id", "s1_acquired", "s1_source_product")
-UNITS_PER_TASK = 64  # pairs decoded per task: ~18 MB of bands, written as they come
 
 
 @dataclass
@@ -233,14 +232,12 @@ class Ingest:
         quarantine_df = self._table(schema.QUARANTINE).toDF()
         todo = plan.units_to_decode(units, pairs_df, quarantine_df, metadata).cache()
         n = todo.count()
-        # decode tasks of ~UNITS_PER_TASK units (adaptive execution would coalesce the small
-        # shuffles of paths before into too few tasks), dealt and ordered by patch id: the same
-        # input writes the same rows in the same files' order wherever it is stored, so a copy
-        # of the archive gives the same lake layout and the same training run
-        tasks = max(2 * self.spark.sparkContext.defaultParallelism, n // UNITS_PER_TASK + 1)
-        spread = todo.repartition(tasks, "patch_id").sortWithinPartitions("patch_id").cache()
+        # explicit tasks: adaptive execution would coalesce the small shuffles of paths before
+        # into too few
+        spread = plan.decode_tasks(todo, n, self.spark.sparkContext.defaultParallelism).cache()
         spread.count()
         todo.unpersist()
+        tasks = spread.rdd.getNumPartitions()
         log.info("plan: %d units in the input, %d to decode in %d tasks", units.count(), n, tasks)
         return spread, units, input_issues
 

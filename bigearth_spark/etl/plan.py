@@ -14,6 +14,8 @@ from bigearth_spark.archive.reader import TRANSIENT_REASONS
 from bigearth_spark.etl import discover, pairs
 from bigearth_spark.tables import schema
 
+UNITS_PER_TASK = 64  # pairs decoded per task: ~18 MB of bands, written as they come
+
 SIDES = tuple(schema.SIDE_PATH)
 NEED = [f"need_{s}" for s in SIDES]
 # reasons that do not stop a later run from reading the side again
@@ -82,3 +84,12 @@ def complete(units: DataFrame, pairs_df: DataFrame) -> DataFrame:
     for s in SIDES:
         ok = ok & (F.col(schema.SIDE_PATH[s]).isNull() | F.col(f"_has_{s}"))
     return joined.where(ok)
+
+
+def decode_tasks(units: DataFrame, count: int, parallelism: int) -> DataFrame:
+    """``count`` units dealt into decode tasks of ~:data:`UNITS_PER_TASK` (at least two per
+    core), by patch id and in patch-id order: the same input writes the same rows in the same
+    order wherever it is stored, so a copy of an archive gives the same lake layout and the same
+    training run. Units are paths only: no band byte is shuffled or sorted here."""
+    tasks = max(2 * parallelism, count // UNITS_PER_TASK + 1)
+    return units.repartition(tasks, "patch_id").sortWithinPartitions("patch_id")
