@@ -206,44 +206,65 @@ def table_rows(lake: str, name: str, roots: dict[str, str]) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_ingest_sql_train_evaluate_on_s3_equal_local(
-    s3: str, v1_archive, v1_lake, tmp_path: Path
-) -> None:
+def test_ingest_sql_train_evaluate_on_s3_equal_local(s3: str, v1_archive, tmp_path: Path) -> None:
     root, _ = v1_archive
-    archive, lake = f"{s3}/archive", f"{s3}/lake"
+    archive, lake, local_lake = f"{s3}/archive", f"{s3}/lake", str(tmp_path / "lake")
     assert upload(root, archive) > 0
     timings = {}
-    start = time.perf_counter()
-    proc = run_cli(
-        "spark-submit",
-        "jobs/ingest.py",
-        "--input",
-        archive,
-        "--lake",
-        lake,
-        "--single-writer",
-    )
-    timings["ingest_s3_s"] = time.perf_counter() - start
-    assert "readable patches" in proc.stdout
+    for where, source, target, extra in (
+        ("s3", archive, lake, ["--single-writer"]),
+        ("local", str(root), local_lake, []),
+    ):
+        start = time.perf_counter()
+        proc = run_cli(
+            "spark-submit", "jobs/ingest.py", "--input", source, "--lake", target, *extra
+        )
+        timings[f"ingest_{where}_s"] = time.perf_counter() - start
+        assert "readable patches" in proc.stdout
     roots = {archive: "<archive>", str(root): "<archive>"}
     for name in (schema.PAIRS, schema.LABELS, schema.QUARANTINE, schema.PATCH_METADATA):
-        remote, local = table_rows(lake, name, roots), table_rows(v1_lake[0], name, roots)
+        remote, local = table_rows(lake, name, roots), table_rows(local_lake, name, roots)
         assert len(remote) == len(local) > 0, name
         assert remote == local, name  # band bytes included
     ids = [dict(r)["patch_id"] for r in table_rows(lake, schema.PAIRS, roots)]
     assert len(ids) == len(set(ids))
 
+    # export of a whole pair from the bucket's lake: bit-exact with rasterio on the local tifs
+    local_pairs = [dict(r) for r in table_rows(local_lake, schema.PAIRS, {})]
+    pair = min(
+        (r for r in local_pairs if r["s2_path"] and r["s1_path"]), key=lambda r: r["patch_id"]
+    )
+    out = tmp_path / "pair.npz"
+    run_cli(
+        "bigearth-spark",
+        "export",
+        "--lake",
+        lake,
+        "--patch-id",
+        pair["patch_id"],
+        "--out",
+        str(out),
+    )
+    exported = np.load(out)
+    tifs = [*Path(pair["s2_path"]).glob("*.tif"), *Path(pair["s1_path"]).glob("*.tif")]
+    assert len(tifs) == 14
+    for tif in tifs:
+        with rasterio.open(tif) as src:
+            want = src.read(1)
+        got = exported[tif.stem.rsplit("_", 1)[-1]]
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), tif.name
+
     query = "SELECT split, count(*) AS n FROM bigearthnet.pairs GROUP BY split ORDER BY split"
     proc = run_cli("bigearth-spark", "sql", "--lake", lake, "--json", query)
     got = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     want: dict[str | None, int] = {}
-    for f in delta_log.snapshot(table_path(v1_lake[0], schema.PAIRS)).files:
+    for f in delta_log.snapshot(table_path(local_lake, schema.PAIRS)).files:
         split = f.partition_values.get("split")
         want[split] = want.get(split, 0) + f.num_records
     assert {r["split"]: r["n"] for r in got} == want
 
     results = {}
-    for where, source in (("s3", lake), ("local", v1_lake[0])):
+    for where, source in (("s3", lake), ("local", local_lake)):
         start = time.perf_counter()
         results[where] = horovodrun(source, tmp_path / where / "run", 2, "--seed", "3")
         timings[f"train_{where}_s"] = time.perf_counter() - start
@@ -260,7 +281,7 @@ def test_ingest_sql_train_evaluate_on_s3_equal_local(
     assert spark_run["macro_ap"] == pytest.approx(results["s3"]["macro_ap"], abs=1e-4)
 
     evaluations = {}
-    for where, source in (("s3", lake), ("local", v1_lake[0])):
+    for where, source in (("s3", lake), ("local", local_lake)):
         start = time.perf_counter()
         proc = run_cli(
             "python",

@@ -42,8 +42,20 @@ def test_order_is_shared_and_changes_per_epoch():
     a = epoch_order(groups, seed=0, epoch=0, shuffle=True)
     assert a == epoch_order(list(reversed(groups)), seed=0, epoch=0, shuffle=True)
     assert a != epoch_order(groups, seed=0, epoch=1, shuffle=True)
-    in_file_order = sorted(groups, key=lambda g: (g.path, g.index))
-    assert epoch_order(groups, 0, 5, shuffle=False) == in_file_order
+
+
+def test_order_follows_content_not_file_names():
+    keyed = [RowGroup(f"f{i % 3}.parquet", i, 5 + i % 2, f"S2_{7 * i % 10:02d}") for i in range(10)]
+    renamed = [RowGroup(f"copy/{i}.parquet", 0, g.rows, g.first_key) for i, g in enumerate(keyed)]
+    unshuffled = epoch_order(keyed, 0, 5, shuffle=False)
+    assert [g.first_key for g in unshuffled] == [f"S2_{k:02d}" for k in range(10)]
+
+    def content(order: list[RowGroup]) -> list[tuple[str, int]]:
+        return [(g.first_key, g.rows) for g in order]
+
+    for shuffle in (False, True):
+        a, b = epoch_order(keyed, 3, 1, shuffle), epoch_order(renamed[::-1], 3, 1, shuffle)
+        assert content(a) == content(b)
 
 
 def test_part_range():
