@@ -34,9 +34,9 @@ class ArchiveRoot:
     path: str
 
 
-def _sniff_flat(path: str) -> str | None:
+def _sniff_flat(entries: list[storage.Entry]) -> str | None:
     seen = 0
-    for entry in storage.list_dir(path):
+    for entry in entries:
         if not entry.is_dir:
             continue
         if names.is_v1_s2(entry.name):
@@ -55,10 +55,11 @@ def detect_root(path: str | os.PathLike[str]) -> ArchiveRoot | None:
     path = storage.normalize(os.fspath(path))
     if not storage.is_dir(path):
         return None
-    top = {e.name: e.is_dir for e in storage.list_dir(path)}
+    entries = storage.list_dir(path)  # listed once: a v1 root holds ~590k folders
+    top = {e.name: e.is_dir for e in entries}
     if any(top.get(d) for d in V2_PARTS) or top.get(V2_METADATA) is False:
         return ArchiveRoot(V2, path)
-    archive_type = _sniff_flat(path)
+    archive_type = _sniff_flat(entries)
     return ArchiveRoot(archive_type, path) if archive_type else None
 
 
