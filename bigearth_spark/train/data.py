@@ -7,7 +7,8 @@ equal row ranges, one per rank × DataLoader worker (:mod:`bigearth_spark.train.
 worker reads only its row groups with pyarrow (the band columns and the target), re-batches the
 rows while they are still bytes and decodes each batch at once: bytes → float32, normalised at
 native resolution, resampled to the 10 m grid per native size. :class:`PatchLoader` wraps it in
-a ``DataLoader`` (``workers`` processes, ``prefetch`` batches each, pinned memory on CUDA).
+a ``DataLoader`` (``workers`` persistent processes, ``prefetch`` batches each, pinned memory
+on CUDA).
 Every batch carries its patch ids and the ids skipped for a missing S1 partner, so the training
 loop and the evaluation prove that each row of the split was delivered exactly once.
 
@@ -25,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
-import torch.nn.functional as nnf
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from bigearth_spark import storage
@@ -36,10 +36,7 @@ from bigearth_spark.config import normalize_lake
 from bigearth_spark.tables import delta_log
 from bigearth_spark.tables.schema import PAIRS
 from bigearth_spark.tables.write import table_path
-from bigearth_spark.train import shards
-from bigearth_spark.train.buffers import BufferPool
-
-RESAMPLING = ("bilinear", "bicubic", "nearest")
+from bigearth_spark.train import buffers, resample, shards
 
 
 class EmptySplitError(ValueError):
@@ -84,7 +81,7 @@ class DataSpec:
             (self.split, SPLITS),
             (self.modality, tuple(MODALITIES)),
             (self.nomenclature, tuple(NOMENCLATURES)),
-            (self.resampling, RESAMPLING),
+            (self.resampling, resample.MODES),
             (self.stats, tuple(BAND_STATS)),
         ):
             if value not in allowed:
@@ -103,25 +100,49 @@ class Batch:
     ids: list[str]
     skipped: list[str] = field(default_factory=list)
     slot: int = -1  # the worker buffer x was written into (see train.buffers); -1: none
+    pool: tuple[int, int] = (0, 0)  # the key of that buffer's pool
 
     def pin_memory(self) -> Batch:
         """The batch with its tensors in page-locked memory (DataLoader's ``pin_memory``)."""
-        pinned = (self.x.pin_memory(), self.y.pin_memory())
-        return Batch(*pinned, self.ids, self.skipped, self.slot)
+        return Batch(self.x.pin_memory(), self.y.pin_memory(), self.ids, self.skipped)
+
+    def __reduce__(self) -> tuple:
+        # Sent by a worker: an input in a pool slot travels as the slot's number (the main
+        # process maps the slot already), the small target as bytes.
+        x = None if self.slot >= 0 else self.x
+        rows = len(self.x)
+        return _arrived, (x, self.y.numpy(), self.ids, self.skipped, self.slot, self.pool, rows)
+
+
+def _arrived(
+    x: torch.Tensor | None,
+    y: np.ndarray,
+    ids: list[str],
+    skipped: list[str],
+    slot: int,
+    pool: tuple[int, int],
+    rows: int,
+) -> Batch:
+    if x is None:
+        x = buffers.arrived(pool, slot, rows)
+    return Batch(x, torch.from_numpy(y), ids, skipped, slot, pool)
 
 
 def band_array(column: pa.Array, band: Band) -> np.ndarray:
     """A binary column of one band → N×size×size native array, zero-copy from Arrow's buffer."""
-    n = len(column)
+    n, shape = len(column), (len(column), band.size, band.size)
     if column.null_count:
         raise ValueError(f"band {band.name} has {column.null_count} missing values")
-    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset :][: n + 1]
-    width = band.size * band.size * band.numpy_dtype.itemsize
-    if n and (offsets[-1] - offsets[0] != n * width or np.any(np.diff(offsets) != width)):
+    if n == 0:
+        return np.empty(shape, band.numpy_dtype)
+    _, offsets_buffer, data = column.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int32, count=n + 1, offset=4 * column.offset)
+    width = band.nbytes
+    start = int(offsets[0])
+    if not np.array_equal(offsets, np.arange(start, start + (n + 1) * width, width, np.int32)):
         raise ValueError(f"band {band.name}: values are not {width} bytes each")
-    start = int(offsets[0]) if n else 0
-    raw = np.frombuffer(column.buffers()[2], dtype=np.uint8)[start : start + n * width]
-    return raw.view(band.numpy_dtype).reshape(n, band.size, band.size)
+    pixels = np.frombuffer(data, band.numpy_dtype, count=n * band.size**2, offset=start)
+    return pixels.reshape(shape)
 
 
 def decode_bands(
@@ -130,15 +151,21 @@ def decode_bands(
     resampling: str,
     stats: dict[str, tuple[float, float]],
     out: torch.Tensor | None = None,
+    scratch: buffers.Scratch | None = None,
 ) -> torch.Tensor:
     """Band byte columns → normalised N×C×120×120 float32, resampled to the 10 m grid.
 
-    Conversion and normalisation are one pass per band at native resolution, read straight from
-    Arrow's buffers chunk by chunk (cheaper for the 20 m and 60 m bands; the resampling kernels
-    are linear, so the order does not matter); bands of one native size are then resampled in
-    one call. ``out``: the tensor to write into (a new one by default).
+    Conversion and normalisation take one pass per band (two for integers) at native
+    resolution, ``x / std - mean / std`` (``(x - mean) / std`` up to float rounding), read
+    straight from Arrow's buffers chunk by chunk (cheaper for the 20 m and 60 m bands; the
+    resampling kernels are linear, so the order does not matter); bands of a coarser native size
+    are converted into one scratch tensor per size and resampled straight into their channels of
+    ``out`` (:mod:`bigearth_spark.train.resample`, without a copy of the result).
+    ``out``: the tensor to write into (a new one by default); ``scratch``: where to keep work
+    tensors between calls.
     """
     n = len(columns[bands[0].name])
+    scratch = scratch or buffers.Scratch()
     shape = (n, len(bands), 120, 120)
     if out is None:
         out = torch.empty(shape, dtype=torch.float32)
@@ -148,19 +175,22 @@ def decode_bands(
     for c, b in enumerate(bands):
         by_size.setdefault(b.size, []).append(c)
     for size, channels in by_size.items():
-        native = out if size == 120 else torch.empty((n, len(channels), size, size))
+        coarse = (n, len(channels), size, size)
+        native = out if size == 120 else scratch.get(f"native{size}", coarse)
         for j, c in enumerate(channels):
             b = bands[c]
             mean, std = stats[b.name]
+            shift = torch.tensor(-mean / std)
             target, row = native[:, c] if size == 120 else native[:, j], 0
             for chunk in columns[b.name].chunks:
                 part = target[row : row + len(chunk)]
-                part.copy_(torch.from_numpy(band_array(chunk, b)))  # converts to float32
-                part.sub_(mean).mul_(1.0 / std)
+                pixels = torch.from_numpy(band_array(chunk, b))
+                if pixels.dtype != torch.float32:  # convert in place (add would copy first)
+                    pixels = part.copy_(pixels)
+                torch.add(shift, pixels, alpha=1 / std, out=part)  # (x - mean) / std, one pass
                 row += len(chunk)
-        if size != 120:
-            kw = {} if resampling == "nearest" else {"align_corners": False}
-            out[:, channels] = nnf.interpolate(native, size=(120, 120), mode=resampling, **kw)
+            if size != 120:
+                resample.upsample(native[:, j], out[:, c], resampling, scratch)
     return out
 
 
@@ -233,38 +263,51 @@ class PairsDataset(IterableDataset):
             )
         self.target = f"multi_hot_{spec.nomenclature}"
         self.columns = ["patch_id", self.target, *[b.name for b in spec.bands]]
-        self.epoch = 0
+        # shared memory: persistent DataLoader workers see the epoch the main process sets
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._files: dict[str, pq.ParquetFile] = {}  # opened once per process
+        self._scratch = buffers.Scratch()  # decoding's work tensors, one set per process
         # a buffer for each batch a worker may have queued, the one it writes and the one in use
         shape = (spec.batch_size, len(spec.bands), 120, 120)
-        self.pool = BufferPool(spec.workers, spec.prefetch + 2, shape)
+        self.pool = buffers.BufferPool(spec.workers, spec.prefetch + 2, shape)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the next iteration."""
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch (row order and augmentation) of the next iteration."""
-        self.epoch = epoch
+        """Choose the epoch (row order and augmentation) of the next iteration, also in the
+        DataLoader's persistent workers."""
+        self._epoch.fill_(epoch)
 
-    def slices(self, part: int, parts: int) -> list[shards.Slice]:
-        """The row-group slices of reader ``part`` of ``parts`` in this epoch."""
-        order = shards.epoch_order(self.groups, self.seed, self.epoch, self.spec.split == "train")
+    def slices(self, epoch: int, part: int, parts: int) -> list[shards.Slice]:
+        """The row-group slices of reader ``part`` of ``parts`` in ``epoch``."""
+        order = shards.epoch_order(self.groups, self.seed, epoch, self.spec.split == "train")
         return shards.plan(order, parts, part)
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         part = self.rank * workers + worker
-        yield from self._batches(self.slices(part, self.world_size * workers), part)
+        epoch = self.epoch
+        yield from self._batches(self.slices(epoch, part, self.world_size * workers), epoch, part)
 
     def _tables(self, slices: list[shards.Slice]) -> Iterator[pa.Table]:
-        files: dict[str, pq.ParquetFile] = {}
+        """The slices' rows; a DataLoader worker reads on its own thread only (like torch, which
+        gives each worker one thread: N workers use N cores, not N × pyarrow's pool)."""
+        threads = get_worker_info() is None
         for s in slices:
-            if s.group.path not in files:
-                files[s.group.path] = storage.parquet_file(s.group.path)
-            group = files[s.group.path].read_row_group(s.group.index, columns=self.columns)
+            if s.group.path not in self._files:
+                self._files[s.group.path] = storage.parquet_file(s.group.path)
+            file = self._files[s.group.path]
+            group = file.read_row_group(s.group.index, columns=self.columns, use_threads=threads)
             yield group.slice(s.start, s.rows)
 
-    def _batches(self, slices: list[shards.Slice], part: int) -> Iterator[Batch]:
+    def _batches(self, slices: list[shards.Slice], epoch: int, part: int) -> Iterator[Batch]:
         """Re-batch the slices' rows while still bytes; decode each batch once."""
         stats = BAND_STATS[self.spec.stats]
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 1009 + part)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 1009 + part)
         pending: list[pa.Table] = []
         size, skipped = 0, []
         size_cap = self.spec.batch_size
@@ -280,7 +323,7 @@ class PairsDataset(IterableDataset):
             return batch
 
         for table in self._tables(slices):
-            if self.spec.needs_s1:
+            if self.spec.needs_s1 and table.column(S1_BANDS[0].name).null_count:
                 has_s1 = table.column(S1_BANDS[0].name).is_valid()
                 skipped += table.filter(pc.invert(has_s1)).column("patch_id").to_pylist()
                 table = table.filter(has_s1)
@@ -305,22 +348,35 @@ class PairsDataset(IterableDataset):
         cols = {b.name: table.column(b.name) for b in bands}
         info = get_worker_info()
         slot, out = self.pool.take(info.id, len(table)) if info else (-1, None)
-        x = decode_bands(cols, bands, self.spec.resampling, stats, out)
+        x = decode_bands(cols, bands, self.spec.resampling, stats, out, self._scratch)
         if self.spec.augment:
             x = augment(x, gen)
         flat = pc.list_flatten(table.column(self.target)).to_numpy(zero_copy_only=False)
         y = torch.from_numpy(flat.astype(np.float32))
         ids = table.column("patch_id").to_pylist()
-        return Batch(x, y.view(len(table), -1), ids, skipped, slot)
+        return Batch(x, y.view(len(table), -1), ids, skipped, slot, self.pool.key)
 
 
 class PatchLoader:
     """A rank's batches of one split per epoch: :class:`PairsDataset` in a ``DataLoader`` with
-    ``spec.workers`` processes, ``spec.prefetch`` batches each, pinned memory on CUDA."""
+    ``spec.workers`` persistent processes (started with the first epoch, kept for the next ones
+    with their open files and buffers), ``spec.prefetch`` batches each, pinned memory on CUDA."""
 
     def __init__(self, spec: DataSpec, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
         self.dataset = PairsDataset(spec, rank, world_size, seed)
         self.spec, self.version = spec, self.dataset.version
+        workers = spec.workers
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=None,
+            num_workers=workers,
+            prefetch_factor=spec.prefetch if workers else None,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            # its own generator for the workers' base seed: starting an iterator then never
+            # draws from torch's global RNG, which dropout uses (a resumed run stays exact)
+            generator=torch.Generator().manual_seed(seed),
+        )
 
     @property
     def rows_in_split(self) -> int:
@@ -331,18 +387,10 @@ class PatchLoader:
         """This rank's batches of one epoch (the last one of each worker may be smaller).
 
         Ids of rows skipped because the modality needs a missing S1 partner go to ``skipped``.
+        Starting the next epoch ends this one: iterate one epoch at a time.
         """
         self.dataset.set_epoch(epoch)
-        workers = self.spec.workers
-        loader = DataLoader(
-            self.dataset,
-            batch_size=None,
-            num_workers=workers,
-            prefetch_factor=self.spec.prefetch if workers else None,
-            pin_memory=torch.cuda.is_available(),
-        )
-        for batch in loader:
-            self.dataset.pool.release_when_dropped(batch.x, batch.slot)
+        for batch in self.loader:
             if skipped is not None:
                 skipped += batch.skipped
             if batch.ids:

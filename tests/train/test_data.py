@@ -3,6 +3,7 @@ ranks × DataLoader workers, decoding, and a clear error for an empty split."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 from dataclasses import replace
 
@@ -209,3 +210,22 @@ def test_worker_batches_equal_in_process_ones_whether_held_or_dropped(spark, v1_
     assert got.keys() == want.keys() and len(got) > 8
     for i, x in want.items():
         assert torch.equal(got[i], x), i
+
+
+def test_persistent_workers_follow_the_epoch_and_free_their_buffers(spark, uneven_lake):
+    """One loader's persistent workers read the epoch the main process sets (the same batches
+    as a fresh loader's), also after an epoch abandoned midway, whose buffers are released."""
+    spec = DataSpec(uneven_lake, "train", "s1s2", batch_size=4, workers=2, prefetch=2)
+
+    def sequence(loader, epoch):
+        return [(tuple(b.ids), b.x.sum().item()) for b in loader.epoch(epoch)]
+
+    fresh = {e: sequence(PatchLoader(spec), e) for e in (0, 1)}
+    assert fresh[0] != fresh[1] and sorted(fresh[0]) != sorted(fresh[1])  # reshuffled rows
+    loader = PatchLoader(spec)
+    assert sequence(loader, 1) == fresh[1]
+    next(loader.epoch(0))  # abandoned after one batch
+    assert sequence(loader, 0) == fresh[0]
+    assert sequence(loader, 1) == fresh[1]
+    gc.collect()
+    assert loader.dataset.pool.in_use.sum() == 0  # nothing held: every slot is free again
