@@ -26,6 +26,9 @@ DEFAULT_CONF: dict[str, str] = {
     # row groups of a few MB: the training reader reads (parts of) row groups
     "spark.hadoop.parquet.block.size": str(4 * 1024 * 1024),
     "spark.sql.files.maxRecordsPerFile": "2000",
+    # a task writing several partitions (the splits of ``pairs``) keeps one open file per
+    # partition instead of sorting its rows (band bytes) by partition first
+    "spark.sql.maxConcurrentOutputFileWriters": "16",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
     "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "true",
