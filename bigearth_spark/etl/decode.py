@@ -11,7 +11,7 @@ retried before they count.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 from pyspark.sql import DataFrame
@@ -26,6 +26,7 @@ from bigearth_spark.tables.schema import ISSUES, PAIR_SOURCE, SIDE_PATH, SIDES, 
 BATCH_ROWS = 16  # ~4.5 MB of S1+S2 bands per Arrow batch
 READ_ATTEMPTS = 3  # tries of a side that fails with an I/O error
 STORED = T.StructField("stored_sides", STRS, False)
+Finish = Callable[[dict, dict], None]  # (decoded row, its unit): completes the row in place
 
 
 def output_schema(passthrough: list[T.StructField]) -> T.StructType:
@@ -112,36 +113,55 @@ def decode_unit(unit: dict) -> dict:
     return row
 
 
-def _batch(
-    rows: list[dict], schema: pa.Schema, passthrough: set[str], source: pa.RecordBatch, start: int
+def arrow_batch(
+    rows: list[dict],
+    schema: pa.Schema,
+    passthrough: frozenset[str] = frozenset(),
+    source: pa.RecordBatch | None = None,
+    start: int = 0,
 ) -> pa.RecordBatch:
     """Arrow batch of decoded rows, column by column (~20x faster than ``from_pylist``);
-    passthrough columns are sliced from the input batch."""
+    ``passthrough`` columns are sliced from the ``source`` batch from ``start``."""
     arrays = [
         source.column(f.name).slice(start, len(rows)).cast(f.type)
-        if f.name in passthrough
+        if source is not None and f.name in passthrough
         else pa.array([r.get(f.name) for r in rows], type=f.type)
         for f in schema
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _decoder(schema: T.StructType, passthrough: list[str]):
-    arrow_schema, copied = to_arrow_schema(schema), set(passthrough)
+def decoded_rows(
+    batches: Iterator[pa.RecordBatch], finish: Finish | None = None
+) -> Iterator[tuple[list[dict], pa.RecordBatch, int]]:
+    """(rows, their batch of units, offset in it) per :data:`BATCH_ROWS` units of ``batches``;
+    ``finish(row, unit)`` completes each row in place (derived columns, run stamp)."""
+    for batch in batches:
+        units = batch.to_pylist()
+        for start in range(0, len(units), BATCH_ROWS):
+            chunk = units[start : start + BATCH_ROWS]
+            rows = [decode_unit(u) for u in chunk]
+            if finish is not None:
+                for row, unit in zip(rows, chunk, strict=True):
+                    finish(row, unit)
+            yield rows, batch, start
 
-    def decode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            units = batch.to_pylist()
-            for start in range(0, len(units), BATCH_ROWS):
-                rows = [decode_unit(u) for u in units[start : start + BATCH_ROWS]]
-                yield _batch(rows, arrow_schema, copied, batch, start)
 
-    return decode
-
-
-def decode(units: DataFrame, passthrough: list[str]) -> DataFrame:
+def decode(
+    units: DataFrame,
+    passthrough: list[str],
+    finish: Finish | None = None,
+    extra: list[T.StructField] | None = None,
+) -> DataFrame:
     """Decode planned units (columns of :func:`bigearth_spark.etl.discover.discover` plus
-    ``need_s2``, ``need_s1``, ``need_reference_map`` and the ``passthrough`` columns)."""
+    ``need_s2``, ``need_s1``, ``need_reference_map`` and the ``passthrough`` columns);
+    ``finish`` sets the ``extra`` columns of each row."""
     fields = [units.schema[c] for c in passthrough]
-    schema = output_schema(fields)
-    return units.mapInArrow(_decoder(schema, passthrough), schema)
+    schema = output_schema([*fields, *(extra or [])])
+    arrow_schema, copied = to_arrow_schema(schema), frozenset(passthrough)
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for rows, batch, start in decoded_rows(batches, finish):
+            yield arrow_batch(rows, arrow_schema, copied, batch, start)
+
+    return units.mapInArrow(run, schema)

@@ -27,17 +27,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import pyarrow as pa
 from delta.tables import DeltaTable
+from pyspark import TaskContext
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from bigearth_spark.archive import layout
+from bigearth_spark.archive.bands import ALL_BANDS
 from bigearth_spark.archive.labels import CLASSES_19, CLASSES_43
 from bigearth_spark.archive.lists import read_lists
 from bigearth_spark.config import normalize_lake
 from bigearth_spark.etl import decode, discover, pairs, plan, quarantine
 from bigearth_spark.etl.plan import NEED, SIDES
-from bigearth_spark.tables import catalog, schema, write
+from bigearth_spark.tables import catalog, part_files, schema, write
 from bigearth_spark.tables.lease import IngestLease
 from bigearth_spark.tables.log_store import check_concurrent_writes
 
@@ -45,6 +49,15 @@ log = logging.getLogger(__name__)
 # where a side's columns come from in a MERGE that completes a stored pair
 S2_COLUMNS = ("tile", "acquired", "source_product", "epsg", "ulx", "uly", "lrx", "lry")
 S1_COLUMNS = ("s1_patch_id", "s1_acquired", "s1_source_product")
+# columns a decode task adds to a row of a stored pair before the MERGE
+UPDATE_FIELDS = [
+    *schema.PAIR_DERIVED,
+    T.StructField("_new_s2_path", T.StringType()),
+    T.StructField("ingest_run", T.StringType()),
+    T.StructField("updated_at", T.TimestampType()),
+]
+# the columns of pairs that are not band bytes: Parquet dictionaries and statistics
+SMALL_COLUMNS = [f.name for f in schema.PAIRS_SCHEMA if f.name not in ALL_BANDS]
 
 
 @dataclass
@@ -105,6 +118,26 @@ def _step(name: str) -> Iterator[None]:
 def _content_hash(columns: list[str]) -> Column:
     """A hash of ``columns`` that tells NULLs apart from values and columns from each other."""
     return F.xxhash64(F.to_json(F.struct(*columns), {"ignoreNullFields": "false"}))
+
+
+def _finisher(
+    archive_known: dict[str, set[str]], run_id: str, now: datetime, update: bool
+) -> decode.Finish:
+    """Completes a decoded row in its task: derived columns (for a stored pair that gets a side
+    now, as the pair will be after the MERGE) and the run's stamp."""
+
+    def finish(row: dict, unit: dict) -> None:
+        meta = {c: unit[c] for c in pairs.META}
+        if update:
+            row["_new_s2_path"] = row.get("s2_path")
+            row["s2_path"] = row.get("s2_path") or unit["_stored_s2_path"]
+            if "s2" not in row["stored_sides"] and unit["_stored_labels43"] is not None:
+                row["labels43"] = unit["_stored_labels43"]
+        view = {"labels43": None, "s2_path": None, **row, **meta}
+        row.update(pairs.derived_values(view, archive_known))
+        row.update(ingest_run=run_id, updated_at=now)
+
+    return finish
 
 
 class Ingest:
@@ -242,39 +275,47 @@ class Ingest:
         return spread, units, input_issues
 
     # -- 4. decode + write ---------------------------------------------------------------------
-    def _decoded(self, todo: DataFrame, update: bool) -> DataFrame:
-        stored = ["_stored_s2_path", "_stored_labels43"]
-        passthrough = [*pairs.META, *NEED, *stored]
-        rows = decode.decode(todo.where(F.col("is_update") == update), passthrough)
-        # a new pair needs a stored side; a stored pair also records a side that failed now
-        wanted = F.size("stored_sides") > 0
-        rows = rows.where(wanted | F.lit(update) & (F.size("issues") > 0))
-        if update:  # derived columns see the pair as it will be after the MERGE
-            new_s2 = F.array_contains("stored_sides", "s2")
-            labels43 = F.coalesce(F.when(new_s2, F.col("labels43")), "_stored_labels43", "labels43")
-            rows = rows.withColumns(
-                {
-                    "_new_s2_path": F.col("s2_path"),
-                    "s2_path": F.coalesce("s2_path", "_stored_s2_path"),
-                    "labels43": labels43,
-                }
-            )
-        rows = pairs.derive(rows, self._known_lists())
-        return rows.withColumn("ingest_run", F.lit(self.run_id)).withColumn(
-            "updated_at", F.current_timestamp()
+    def _finisher(self, update: bool) -> decode.Finish:
+        return _finisher(self._known_lists(), self.run_id, datetime.now(timezone.utc), update)
+
+    def _write_new_pairs(self, todo: DataFrame) -> list[str]:
+        """Decode the units of new pairs and write their rows straight into data files of
+        ``pairs`` from the decode tasks; return the files' Delta ``add`` actions."""
+        finish = self._finisher(False)
+        writer = part_files.PartitionedFileWriter(
+            self._path(schema.PAIRS),
+            schema.PAIRS_SCHEMA,
+            "split",
+            dictionary=SMALL_COLUMNS,
+            statistics=SMALL_COLUMNS,
         )
+
+        def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            decoded = (row for rows, _, _ in decode.decoded_rows(batches, finish) for row in rows)
+            stored = (row for row in decoded if row["stored_sides"])  # failed: see _failed_units
+            for add in writer.write(stored, TaskContext.get().partitionId()):
+                yield pa.RecordBatch.from_pydict({"add": [add]})
+
+        units = todo.where(~F.col("is_update"))
+        return [r["add"] for r in units.mapInArrow(task, "add string").collect()]
 
     def _write_pairs(self, todo: DataFrame, report: IngestReport) -> None:
         path = self._path(schema.PAIRS)
-        columns = schema.PAIRS_SCHEMA.fieldNames()
         new, updates = (todo.where(F.col("is_update") == u).count() for u in (False, True))
         version = write.table_state(self.spark, path)[0]
         if new:
+            adds = self._write_new_pairs(todo)
             self.lease.check()
-            write.append(path, self._decoded(todo, False).select(*columns))
+            if adds:
+                write.commit_files(self.spark, path, adds, schema.PARTITION_COLUMNS[schema.PAIRS])
         if updates:
             self.lease.check()
-            self._merge_sides(self._decoded(todo, True))
+            passthrough = [*NEED, "_stored_s2_path", "_stored_labels43"]
+            rows = decode.decode(
+                todo.where(F.col("is_update")), passthrough, self._finisher(True), UPDATE_FIELDS
+            )
+            # a stored pair also records a side that failed now
+            self._merge_sides(rows.where((F.size("stored_sides") > 0) | (F.size("issues") > 0)))
         after = write.table_state(self.spark, path)[0]
         report.inserted[schema.PAIRS] = (
             0

@@ -8,8 +8,13 @@ from the committed table, so a run that dies before them is repaired by the next
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from bigearth_spark.archive.labels import CLASSES_43, INDEX_19, INDEX_43, NAMES_19, NAMES_43
 from bigearth_spark.tables.schema import PAIR_DERIVED, issue
@@ -17,6 +22,7 @@ from bigearth_spark.tables.schema import PAIR_DERIVED, issue
 META_COLUMNS = ("split", "is_snow", "is_cloud_or_shadow", "labels19", "country", "s2v1_name")
 META = [f"meta_{c}" for c in META_COLUMNS]
 DERIVED = [f.name for f in PAIR_DERIVED]
+TO_19 = [c.target19 for c in CLASSES_43]  # 43-class index → 19-class index (None: dropped)
 LAKE_REASONS = ("missing_s2_partner", "missing_s1_partner", "missing_metadata")
 
 
@@ -24,26 +30,32 @@ def _index_map(index: dict[str, int]) -> Column:
     return F.create_map(*[x for name, i in index.items() for x in (F.lit(name), F.lit(i))])
 
 
-def _names(indices: Column, names: tuple[str, ...]) -> Column:
-    lookup = F.array(*[F.lit(n) for n in names])
-    return F.transform(indices, lambda i: F.element_at(lookup, i + 1))
+def _indices(labels: list[str | None] | None, index: dict[str, int]) -> list[int | None] | None:
+    """Distinct indices of ``labels`` in ascending order, an unknown name as a trailing None."""
+    if labels is None:
+        return None
+    found = {index.get(n) for n in labels}
+    return [*sorted(i for i in found if i is not None), *([None] if None in found else [])]
 
 
-def _multi_hot(indices: Column, n: int) -> Column:
-    return F.transform(
-        F.sequence(F.lit(0), F.lit(n - 1)), lambda i: F.array_contains(indices, i).cast("tinyint")
-    )
+def _names(indices: list[int | None] | None, names: tuple[str, ...]) -> list[str | None] | None:
+    return None if indices is None else [None if i is None else names[i] for i in indices]
 
 
-def _sorted_indices(labels: Column, index: dict[str, int]) -> Column:
-    m = _index_map(index)
-    return F.array_sort(F.array_distinct(F.transform(labels, lambda n: m[n])))
+def _multi_hot(indices: list[int | None] | None, n: int) -> list[int | None]:
+    """1 for a listed class; 0 for the others, or None where the set is unknown or has an
+    unknown name (SQL's three-valued ``array_contains``)."""
+    if indices is None:
+        return [None] * n
+    absent = None if None in indices else 0
+    return [1 if i in indices else absent for i in range(n)]
 
 
-def _flag(column: str, archive_known: dict[str, set[str]]) -> Column:
+def _flag(column: str, row: Mapping, archive_known: dict[str, set[str]]) -> bool | None:
     """A membership flag: listed → true, not listed but the list is known → false, else null."""
-    known = [a for a, cols in archive_known.items() if column in cols]
-    return F.when(F.col("archive").isin(known), F.coalesce(F.col(f"meta_{column}"), F.lit(False)))
+    if column not in archive_known.get(row["archive"], ()):
+        return None
+    return bool(row[f"meta_{column}"])
 
 
 def with_metadata(rows: DataFrame, metadata: DataFrame) -> DataFrame:
@@ -55,53 +67,50 @@ def with_metadata(rows: DataFrame, metadata: DataFrame) -> DataFrame:
     return rows.join(meta, ["patch_id", "archive"], "left")
 
 
-def derived_columns(archive_known: dict[str, set[str]]) -> dict[str, Column]:
-    """The columns of ``pairs`` derived from ``labels43``, ``s2_path`` and ``meta_*``: labels of
-    both nomenclatures (v1: 43 → 19 by the official mapping; v2: the metadata's 19 labels),
-    multi-hot targets, split (only for a stored S2 patch) and membership flags."""
-    to19 = F.array(*[F.lit(c.target19 if c.target19 is not None else -1) for c in CLASSES_43])
-    idx43 = _sorted_indices(F.col("labels43"), INDEX_43)
-    idx19_from43 = F.array_sort(
-        F.array_distinct(
-            F.filter(F.transform(idx43, lambda i: F.element_at(to19, i + 1)), lambda j: j >= 0)
-        )
-    )
-    idx19 = F.when(F.col("archive") == "v1", idx19_from43).otherwise(
-        _sorted_indices(F.col("meta_labels19"), INDEX_19)
-    )
+def derived_values(row: Mapping, archive_known: dict[str, set[str]]) -> dict[str, object]:
+    """The columns of ``pairs`` derived from a row's ``archive``, ``labels43``, ``s2_path`` and
+    ``meta_*`` values: labels of both nomenclatures (v1: 43 → 19 by the official mapping; v2:
+    the metadata's 19 labels), multi-hot targets, split (only for a stored S2 patch) and
+    membership flags. Plain Python: it runs in the decode task, next to the bands."""
+    idx43 = _indices(row["labels43"], INDEX_43)
+    if row["archive"] != "v1":
+        idx19 = _indices(row["meta_labels19"], INDEX_19)
+    elif idx43 is None:
+        idx19 = None
+    else:
+        idx19 = sorted({j for i in idx43 if i is not None and (j := TO_19[i]) is not None})
     return {
-        "split": F.when(F.col("s2_path").isNotNull(), F.col("meta_split")),
-        "is_snow": _flag("is_snow", archive_known),
-        "is_cloud_or_shadow": _flag("is_cloud_or_shadow", archive_known),
-        "has_no_19_label": F.size(idx19) == 0,
+        "split": row["meta_split"] if row["s2_path"] is not None else None,
+        "is_snow": _flag("is_snow", row, archive_known),
+        "is_cloud_or_shadow": _flag("is_cloud_or_shadow", row, archive_known),
+        "has_no_19_label": None if idx19 is None else not idx19,
         "labels19": _names(idx19, NAMES_19),
         "multi_hot_43": _multi_hot(idx43, len(NAMES_43)),
         "multi_hot_19": _multi_hot(idx19, len(NAMES_19)),
-        "country": F.col("meta_country"),
-        "s2v1_name": F.col("meta_s2v1_name"),
+        "country": row["meta_country"],
+        "s2v1_name": row["meta_s2v1_name"],
     }
-
-
-def derive(rows: DataFrame, archive_known: dict[str, set[str]]) -> DataFrame:
-    """``rows`` with the derived columns set (a projection: safe on band bytes)."""
-    return rows.withColumns(derived_columns(archive_known)).drop(*META)
 
 
 def stale_derived(
     pairs: DataFrame, metadata: DataFrame, archive_known: dict[str, set[str]]
 ) -> DataFrame:
     """``patch_id`` and the new derived columns of the rows of ``pairs`` whose derived columns
-    differ from what the current lists give (NULL-safe: every column is compared)."""
+    differ from what the current lists give (every column is compared, NULLs included)."""
     base = pairs.select("patch_id", "archive", "labels43", "s2_path", *DERIVED)
-    desired = with_metadata(base, metadata).select(
-        "patch_id",
-        *[c.alias(f"new_{n}") for n, c in derived_columns(archive_known).items()],
-        *DERIVED,
-    )
-    same = F.lit(True)
-    for name in DERIVED:
-        same = same & F.col(name).eqNullSafe(F.col(f"new_{name}"))
-    return desired.where(~same).select("patch_id", *[F.col(f"new_{n}").alias(n) for n in DERIVED])
+    out = T.StructType([T.StructField("patch_id", T.StringType(), False), *PAIR_DERIVED])
+    arrow_schema = to_arrow_schema(out)
+
+    def stale(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            rows = []
+            for row in batch.to_pylist():
+                new = derived_values(row, archive_known)
+                if any(new[c] != row[c] for c in DERIVED):
+                    rows.append({"patch_id": row["patch_id"], **new})
+            yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
+
+    return with_metadata(base, metadata).mapInArrow(stale, out)
 
 
 def lake_issues(pairs: DataFrame, metadata: DataFrame) -> DataFrame:

@@ -119,3 +119,23 @@ def replace_where_changed(
             .execute()
         )
     return added + removed
+
+
+def commit_files(spark: SparkSession, path: str, adds: list[str], partition_by: list[str]) -> int:
+    """Commit data files already written into the table at ``path`` (Delta ``add`` actions as
+    JSON, see :mod:`bigearth_spark.tables.part_files`) as one append; return the version.
+
+    The commit goes through Delta's own transaction (its LogStore, protocol checks and
+    checkpoints), recorded in the history as a ``WRITE`` in append mode. Callers hold the
+    lake's lease, as for :func:`append`."""
+    jvm = spark._jvm
+    action = getattr(jvm.org.apache.spark.sql.delta.actions, "Action$").__getattr__("MODULE$")
+    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    operation = getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$Write")(
+        jvm.org.apache.spark.sql.SaveMode.Append,
+        jvm.scala.Option.apply(jvm.PythonUtils.toSeq(partition_by)),
+        jvm.scala.Option.empty(),
+        jvm.scala.Option.empty(),
+    )
+    actions = jvm.PythonUtils.toSeq([action.fromJson(a) for a in adds])
+    return delta_log.startTransaction().commit(actions, operation)
