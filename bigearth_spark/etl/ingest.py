@@ -9,8 +9,10 @@ Its commits are ordered so that a kill between any two is repaired by the next r
 2. discovery on the executors → pair units (paths only) and input issues;
 3. plan: units anti-joined with the lake on patch ids (never paths: the same archive at another
    mount is a no-op), and with the folders quarantined for a permanent reason;
-4. decode + write: units of new pairs are decoded and appended in one pass (no shuffle, no
-   cache of band bytes); units that complete a stored pair (its S1 arriving later) are MERGEd;
+4. decode + write: a decode task decodes the units of new pairs, computes their derived
+   columns and writes the rows into data files of ``pairs`` itself (pyarrow, no shuffle, no
+   cache of band bytes, no hop through the JVM); the driver commits all the files as one Delta
+   append. Units that complete a stored pair (its S1 arriving later) are MERGEd;
 5. derived state, recomputed from the committed lake every run: derived columns of ``pairs``
    whose lists changed, ``quarantine`` (current state of the lake), ``labels`` (stamped with
    the ``pairs`` version it was built from);
@@ -300,14 +302,17 @@ class Ingest:
         return [r["add"] for r in units.mapInArrow(task, "add string").collect()]
 
     def _write_pairs(self, todo: DataFrame, report: IngestReport) -> None:
+        """Append the new pairs, then MERGE the sides that complete stored pairs; the rows
+        written are counted from the commits (the files' statistics, the MERGE's metrics)."""
         path = self._path(schema.PAIRS)
         new, updates = (todo.where(F.col("is_update") == u).count() for u in (False, True))
-        version = write.table_state(self.spark, path)[0]
+        written = 0
         if new:
             adds = self._write_new_pairs(todo)
             self.lease.check()
             if adds:
                 write.commit_files(self.spark, path, adds, schema.PARTITION_COLUMNS[schema.PAIRS])
+                written += sum(part_files.num_records(a) for a in adds)
         if updates:
             self.lease.check()
             passthrough = [*NEED, "_stored_s2_path", "_stored_labels43"]
@@ -315,16 +320,15 @@ class Ingest:
                 todo.where(F.col("is_update")), passthrough, self._finisher(True), UPDATE_FIELDS
             )
             # a stored pair also records a side that failed now
-            self._merge_sides(rows.where((F.size("stored_sides") > 0) | (F.size("issues") > 0)))
-        after = write.table_state(self.spark, path)[0]
-        report.inserted[schema.PAIRS] = (
-            0
-            if after == version
-            else self._table(schema.PAIRS).toDF().where(F.col("ingest_run") == self.run_id).count()
-        )
+            merged = self._merge_sides(
+                rows.where((F.size("stored_sides") > 0) | (F.size("issues") > 0))
+            )
+            written += merged
+        report.inserted[schema.PAIRS] = written
 
-    def _merge_sides(self, rows: DataFrame) -> None:
-        """Complete stored pairs with the sides decoded now (e.g. S1 after S2): one MERGE."""
+    def _merge_sides(self, rows: DataFrame) -> int:
+        """Complete stored pairs with the sides decoded now (e.g. S1 after S2): one MERGE;
+        return the number of rows it updated."""
         s = lambda c: F.col(f"s.{c}")  # noqa: E731
         t = lambda c: F.col(f"t.{c}")  # noqa: E731
         got = lambda side: F.array_contains(s("stored_sides"), side)  # noqa: E731
@@ -347,19 +351,22 @@ class Ingest:
         sets["issues"] = F.concat(kept, s("issues"))
         for c in (*pairs.DERIVED, "ingest_run", "updated_at"):
             sets[c] = s(c)
-        (
+        metrics = (
             self._table(schema.PAIRS)
             .alias("t")
             .merge(rows.alias("s"), "t.patch_id = s.patch_id")
             .whenMatchedUpdate(set=sets)
             .execute()
         )
+        return metrics.first()["num_updated_rows"]
 
     # -- 5. derived state ----------------------------------------------------------------------
     def _failed_units(self, todo: DataFrame) -> DataFrame:
         """Issues of the units that this run could not store at all (read again: few)."""
         written = self._table(schema.PAIRS).toDF().where(F.col("ingest_run") == self.run_id)
-        failed = todo.join(written.select("patch_id"), "patch_id", "left_anti")
+        failed = todo.join(written.select("patch_id"), "patch_id", "left_anti").coalesce(
+            self.spark.sparkContext.defaultParallelism  # few: not one Python task per unit task
+        )
         issues = decode.decode(failed, [])
         return issues.select(F.explode("issues").alias("i")).select("i.*").cache()
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -36,7 +37,8 @@ class _OpenFile:
     def __init__(self, fs, root: str, relative: str, schema: pa.Schema, options: dict) -> None:
         self.fs, self.relative, self.rows, self.pending = fs, relative, 0, []
         self.path = f"{root}/{relative}"
-        fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
+        if isinstance(fs, pafs.LocalFileSystem):  # object stores have no folders to create
+            fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
         self.stream = fs.open_output_stream(self.path)
         self.writer = pq.ParquetWriter(self.stream, schema, **options)
 
@@ -117,3 +119,8 @@ class PartitionedFileWriter:
             "stats": json.dumps({"numRecords": rows}),
         }
         return json.dumps({"add": add})
+
+
+def num_records(add: str) -> int:
+    """The rows of the file of an ``add`` action (JSON) made by :class:`PartitionedFileWriter`."""
+    return json.loads(json.loads(add)["add"]["stats"])["numRecords"]

@@ -1,0 +1,68 @@
+"""Data files written by a Python task and committed as one Delta append (the ingest's band
+path): rows, partitions, file sizes and the row counts of the log, read back through Spark."""
+
+from __future__ import annotations
+
+from delta.tables import DeltaTable
+from pyspark.sql import types as T
+
+from bigearth_spark.tables import delta_log, part_files, write
+
+SCHEMA = T.StructType(
+    [
+        T.StructField("key", T.StringType(), False),
+        T.StructField("split", T.StringType()),
+        T.StructField("labels", T.ArrayType(T.StringType())),
+        T.StructField("band", T.BinaryType(), metadata={"dtype": "uint16"}),
+    ]
+)
+
+
+def _rows(n: int) -> list[dict]:
+    splits = ["train", "test", None]
+    return [
+        {
+            "key": f"k{i:05d}",
+            "split": splits[i % 3],
+            "labels": [f"l{i % 7}"],
+            "band": bytes([i % 251]) * (i % 5),
+        }
+        for i in range(n)
+    ]
+
+
+def _create(spark, path: str) -> None:
+    DeltaTable.create(spark).location(path).addColumns(SCHEMA).partitionedBy("split").execute()
+
+
+def test_task_files_committed_as_one_append_read_back_equal(spark, tmp_path) -> None:
+    path = str(tmp_path / "t")
+    _create(spark, path)
+    writer = part_files.PartitionedFileWriter(path, SCHEMA, "split", ["key"], ["key"])
+    rows = _rows(part_files.ROWS_PER_FILE + 250)  # "train" rolls over into a second file
+    adds = [*writer.write(rows[:1000], 0), *writer.write(rows[1000:], 1)]
+    assert write.commit_files(spark, path, adds, ["split"]) == 1
+    table = DeltaTable.forPath(spark, path)
+    got = table.toDF().collect()
+    assert sorted((r.key, r.split, list(r.labels), bytes(r.band)) for r in got) == sorted(
+        (r["key"], r["split"], r["labels"], r["band"]) for r in rows
+    )
+    last = table.history(1).first()
+    assert (last["operation"], last["operationParameters"]["mode"]) == ("WRITE", "Append")
+    snap = delta_log.snapshot(path)
+    assert sorted(f.num_records for f in snap.files) == sorted([334, 333, 333, 417, 417, 416])
+    assert {f.partition_values["split"] for f in snap.files} == {"train", "test", None}
+    assert write.table_state(spark, path) == (1, len(rows))
+    assert sum(part_files.num_records(a) for a in adds) == len(rows)
+    # the band column keeps its Spark metadata in the files
+    assert spark.read.format("delta").load(path).schema["band"].metadata == {"dtype": "uint16"}
+
+
+def test_uncommitted_files_are_never_read(spark, tmp_path) -> None:
+    path = str(tmp_path / "t")
+    _create(spark, path)
+    writer = part_files.PartitionedFileWriter(path, SCHEMA, "split", ["key"], ["key"])
+    list(writer.write(_rows(30), 0))  # a task whose results never reached the driver
+    kept = list(writer.write(_rows(9), 1))
+    write.commit_files(spark, path, kept, ["split"])
+    assert spark.read.format("delta").load(path).count() == 9
