@@ -39,8 +39,9 @@ def test_task_files_committed_as_one_append_read_back_equal(spark, tmp_path) -> 
     path = str(tmp_path / "t")
     _create(spark, path)
     writer = part_files.PartitionedFileWriter(path, SCHEMA, "split", ["key"], ["key"])
-    rows = _rows(part_files.ROWS_PER_FILE + 250)  # "train" rolls over into a second file
-    adds = [*writer.write(rows[:1000], 0), *writer.write(rows[1000:], 1)]
+    # the second task writes 2,050 rows per split: each rolls over into a second file
+    rows = _rows(3 * (part_files.ROWS_PER_FILE + 150))
+    adds = [*writer.write(rows[:300], 0), *writer.write(rows[300:], 1)]
     assert write.commit_files(spark, path, adds, ["split"]) == 1
     table = DeltaTable.forPath(spark, path)
     got = table.toDF().collect()
@@ -50,7 +51,7 @@ def test_task_files_committed_as_one_append_read_back_equal(spark, tmp_path) -> 
     last = table.history(1).first()
     assert (last["operation"], last["operationParameters"]["mode"]) == ("WRITE", "Append")
     snap = delta_log.snapshot(path)
-    assert sorted(f.num_records for f in snap.files) == sorted([334, 333, 333, 417, 417, 416])
+    assert sorted(f.num_records for f in snap.files) == [50] * 3 + [100] * 3 + [2000] * 3
     assert {f.partition_values["split"] for f in snap.files} == {"train", "test", None}
     assert write.table_state(spark, path) == (1, len(rows))
     assert sum(part_files.num_records(a) for a in adds) == len(rows)
