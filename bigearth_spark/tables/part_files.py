@@ -25,7 +25,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from bigearth_spark import storage
 
-ROWS_PER_GROUP = 100  # ~28 MB of S2+S1 bands after compression: what Spark's writer made
+ROWS_PER_GROUP = 100  # ~28 MB of S2+S1 bands before compression: what Spark's writer made
 ROWS_PER_FILE = 2000  # as spark.sql.files.maxRecordsPerFile
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's (and Spark's) folder for a NULL value
 SPARK_SCHEMA_KEY = "org.apache.spark.sql.parquet.row.metadata"  # where Spark keeps its schema
