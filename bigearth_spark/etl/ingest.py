@@ -110,10 +110,15 @@ def _nomenclature_rows() -> list[tuple]:
 
 
 @contextmanager
-def _step(name: str) -> Iterator[None]:
+def _step(spark: SparkSession, name: str) -> Iterator[None]:
+    """Log a step's duration; its Spark jobs carry its name in the UI and the event log."""
     start = time.perf_counter()
     log.info("step %s ...", name)
-    yield
+    spark.sparkContext.setJobDescription(f"ingest: {name}")
+    try:
+        yield
+    finally:
+        spark.sparkContext.setJobDescription(None)  # type: ignore[arg-type]
     log.info("step %s done in %.1f s", name, time.perf_counter() - start)
 
 
@@ -158,6 +163,7 @@ class Ingest:
         check_concurrent_writes(self.lake, lambda k: spark.conf.get(k, None), single_writer)
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
         self.lease = IngestLease(spark, self.lake, self.run_id, lease_ttl_s, lock_wait_s)
+        self._known: dict[str, set[str]] = {}  # the official lists known to the lake, per archive
 
     def run(self, inputs: list[str], list_dirs: list[str] | None = None) -> IngestReport:
         """Ingest the archive roots found at ``inputs``; return the report."""
@@ -165,23 +171,32 @@ class Ingest:
         report = IngestReport(self.run_id, [f"{r.archive_type}:{r.path}" for r in roots])
         log.info("ingest %s: roots %s", self.run_id, report.roots)
         with self.lease:
-            self._ensure_tables()
-            with _step("nomenclature"):
+            with _step(self.spark, "tables"):
+                self._ensure_tables()
+            with _step(self.spark, "nomenclature"):
                 self._nomenclature(report)
-            with _step("official lists"):
+            with _step(self.spark, "official lists"):
                 self._lists(_list_folders(inputs, roots, list_dirs or []), report)
-            with _step("discovery + plan"):
+                self._known = self._known_lists()
+            with _step(self.spark, "discovery + plan"):
                 todo, unit_ids, input_issues = self._plan(roots, report)
-            with _step("decode + write pairs"):
+            with _step(self.spark, "decode + write pairs"):
                 self._write_pairs(todo, report)
-            with _step("derived columns, quarantine, labels"):
-                unit_issues = self._failed_units(todo)
-                self._refresh_derived(report)
-                self._quarantine(input_issues, unit_issues, report)
-                self._labels(report)
-                report.decoded_ok = self._complete_units(unit_ids)
-            todo.unpersist()
-            catalog.register(self.spark, self.lake, self.db)
+            with _step(self.spark, "derived columns"):
+                version, small = self._small_pairs()
+                unit_issues = self._failed_units(todo, small)
+                if self._refresh_derived(small, report):
+                    small.unpersist()
+                    version, small = self._small_pairs()
+            with _step(self.spark, "quarantine"):
+                self._quarantine(small, input_issues, unit_issues, report)
+            with _step(self.spark, "labels"):
+                self._labels(small, version, report)
+            with _step(self.spark, "completeness + catalog"):
+                report.decoded_ok = self._complete_units(unit_ids, small)
+                for frame in (todo, small, unit_issues, input_issues):
+                    frame.unpersist()
+                catalog.register(self.spark, self.lake, self.db)
         report.table_versions = {
             name: write.table_state(self.spark, self._path(name))[0] for name in schema.TABLES
         }
@@ -278,7 +293,7 @@ class Ingest:
 
     # -- 4. decode + write ---------------------------------------------------------------------
     def _finisher(self, update: bool) -> decode.Finish:
-        return _finisher(self._known_lists(), self.run_id, datetime.now(timezone.utc), update)
+        return _finisher(self._known, self.run_id, datetime.now(timezone.utc), update)
 
     def _write_new_pairs(self, todo: DataFrame) -> list[str]:
         """Decode the units of new pairs and write their rows straight into data files of
@@ -361,21 +376,36 @@ class Ingest:
         return metrics.first()["num_updated_rows"]
 
     # -- 5. derived state ----------------------------------------------------------------------
-    def _failed_units(self, todo: DataFrame) -> DataFrame:
+    def _small_pairs(self) -> tuple[int, DataFrame]:
+        """(version, the small columns of ``pairs`` at that version), read once and cached in a
+        few partitions: every derived step reads this, never the data files again."""
+        path = self._path(schema.PAIRS)
+        version = write.table_state(self.spark, path)[0]
+        small = (
+            self.spark.read.format("delta")
+            .option("versionAsOf", version)
+            .load(path)
+            .select(*SMALL_COLUMNS)
+            .coalesce(self.spark.sparkContext.defaultParallelism)
+            .cache()
+        )
+        small.count()
+        return version, small
+
+    def _failed_units(self, todo: DataFrame, small: DataFrame) -> DataFrame:
         """Issues of the units that this run could not store at all (read again: few)."""
-        written = self._table(schema.PAIRS).toDF().where(F.col("ingest_run") == self.run_id)
+        written = small.where(F.col("ingest_run") == self.run_id)
         failed = todo.join(written.select("patch_id"), "patch_id", "left_anti").coalesce(
             self.spark.sparkContext.defaultParallelism  # few: not one Python task per unit task
         )
         issues = decode.decode(failed, [])
         return issues.select(F.explode("issues").alias("i")).select("i.*").cache()
 
-    def _refresh_derived(self, report: IngestReport) -> None:
-        stale = pairs.stale_derived(
-            self._table(schema.PAIRS).toDF(),
-            self._table(schema.PATCH_METADATA).toDF(),
-            self._known_lists(),
-        ).cache()
+    def _refresh_derived(self, small: DataFrame, report: IngestReport) -> int:
+        """Rewrite the derived columns of the rows of ``pairs`` that the current lists and
+        metadata derive differently (one MERGE, none when all are current); return how many."""
+        metadata = self._table(schema.PATCH_METADATA).toDF()
+        stale = pairs.stale_derived(small, metadata, self._known).cache()
         n = stale.count()
         report.inserted["pairs_derived"] = n
         if n:
@@ -390,16 +420,21 @@ class Ingest:
                 .execute()
             )
         stale.unpersist()
+        return n
 
     def _quarantine(
-        self, input_issues: DataFrame, unit_issues: DataFrame, report: IngestReport
+        self,
+        small: DataFrame,
+        input_issues: DataFrame,
+        unit_issues: DataFrame,
+        report: IngestReport,
     ) -> None:
         """Make ``quarantine`` the lake's current state (one MERGE, none when unchanged)."""
         table = self._table(schema.QUARANTINE)
         current = table.toDF()
         desired = quarantine.desired_state(
             current,
-            self._table(schema.PAIRS).toDF(),
+            small,
             self._table(schema.PATCH_METADATA).toDF(),
             input_issues,
             unit_issues,
@@ -413,23 +448,23 @@ class Ingest:
         write.replace_where_changed(table, desired, ["path", "reason"], F.lit(True))
         desired.unpersist()
 
-    def _labels(self, report: IngestReport) -> None:
-        """Rebuild ``labels`` when it was built from another ``pairs`` version."""
-        version = write.table_state(self.spark, self._path(schema.PAIRS))[0]
+    def _labels(self, small: DataFrame, version: int, report: IngestReport) -> None:
+        """Rebuild ``labels`` from ``small`` (``pairs`` at ``version``) when it was built from
+        another ``pairs`` version."""
         stamp = f"pairs_version={version}"
         last = self._table(schema.LABELS).history(1).first()
         report.inserted[schema.LABELS] = 0
         if last is not None and last["userMetadata"] == stamp:
             return
-        labels = pairs.long_labels(self._table(schema.PAIRS).toDF())
+        labels = pairs.long_labels(small)
         self.lease.check()
         labels.write.format("delta").mode("overwrite").option("userMetadata", stamp).save(
             self._path(schema.LABELS)
         )
         report.inserted[schema.LABELS] = write.table_state(self.spark, self._path(schema.LABELS))[1]
 
-    def _complete_units(self, units: DataFrame) -> int:
+    def _complete_units(self, units: DataFrame, small: DataFrame) -> int:
         """Units of the input whose every side is in the lake now."""
-        n = plan.complete(units, self._table(schema.PAIRS).toDF()).count()
+        n = plan.complete(units, small).count()
         units.unpersist()
         return n

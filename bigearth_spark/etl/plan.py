@@ -14,7 +14,7 @@ from bigearth_spark.archive.reader import TRANSIENT_REASONS
 from bigearth_spark.etl import discover, pairs
 from bigearth_spark.tables import schema
 
-UNITS_PER_TASK = 256  # pairs decoded per task, streamed to one open file per split
+UNITS_PER_TASK = 1000  # pairs decoded per task, streamed to one open file per split
 
 SIDES = tuple(schema.SIDE_PATH)
 NEED = [f"need_{s}" for s in SIDES]
