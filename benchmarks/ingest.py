@@ -8,6 +8,8 @@ v1 archive and measures, all on this machine:
   * full ingest: plain ``spark-submit jobs/ingest.py`` with Spark's defaults into a fresh lake,
     with the peak RSS of its whole process tree (JVM + Python workers), sampled;
   * lake bytes on disk vs the raw tifs.
+The full ingest's output is kept in ``benchmarks/out/ingest_<pairs>.log``; its step times are
+printed.
 Last lines: ratio_vs_rasterio= (full ingest ÷ rasterio loop, patches/s), ratio_vs_decode= (full
 ingest ÷ decode stage), cost_growth= (seconds per patch at the largest ÷ smallest size).
 """
@@ -70,9 +72,9 @@ def du(path: Path) -> int:
 
 
 def run_measured(cmd: list[str]) -> tuple[float, int, str]:
-    """(seconds, peak RSS of the process tree in bytes, stdout) of a command."""
+    """(seconds, peak RSS of the process tree in bytes, stdout and stderr) of a command."""
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     peak = 0
     done = threading.Event()
@@ -132,11 +134,16 @@ def measure(pairs: int) -> dict[str, float]:
     raster_rate = len(sample) / rasterio_loop(sample)
     submit = [str(BIN / "spark-submit")]
     _, _, out = run_measured([*submit, str(HERE / "ingest.py"), "--decode-only", str(root)])
-    decode_rate = float(out.strip().splitlines()[-1].split("=")[1])
+    rate = [line for line in out.splitlines() if line.startswith("decode_patches_per_s=")]
+    decode_rate = float(rate[-1].split("=")[1])
     lake = OUT / f"lake_{pairs}"
     shutil.rmtree(lake, ignore_errors=True)
     job = [*submit, str(ROOT / "jobs" / "ingest.py"), "--input", str(root), "--lake", str(lake)]
-    seconds, peak, _ = run_measured(job)
+    seconds, peak, log = run_measured(job)
+    (OUT / f"ingest_{pairs}.log").write_text(log)
+    for line in log.splitlines():  # the job's own step times
+        if " done in " in line:
+            print(f"  {pairs} pairs: {line.split('ingest: ', 1)[-1]}")
     patches = len(folders)
     raw = sum(f.stat().st_size for d in folders for f in d.iterdir() if f.suffix == ".tif")
     stored = du(lake)

@@ -87,9 +87,11 @@ def complete(units: DataFrame, pairs_df: DataFrame) -> DataFrame:
 
 
 def decode_tasks(units: DataFrame, count: int, parallelism: int) -> DataFrame:
-    """``count`` units dealt into decode tasks of ~:data:`UNITS_PER_TASK` (at least two per
-    core), by patch id and in patch-id order: the same input writes the same rows in the same
-    order wherever it is stored, so a copy of an archive gives the same lake layout and the same
-    training run. Units are paths only: no band byte is shuffled or sorted here."""
-    tasks = max(2 * parallelism, count // UNITS_PER_TASK + 1)
+    """``count`` units dealt into decode tasks of at most ~:data:`UNITS_PER_TASK`, a multiple
+    of the cores (at least two per core), by patch id and in patch-id order: the same input on
+    the same cores writes the same rows in the same order wherever it is stored, so a copy of an
+    archive gives the same lake layout and the same training run. Units are paths only: no band
+    byte is shuffled or sorted here."""
+    tasks = max(2 * parallelism, -(-count // UNITS_PER_TASK))
+    tasks = -(-tasks // parallelism) * parallelism  # whole rounds: no core idles at the end
     return units.repartition(tasks, "patch_id").sortWithinPartitions("patch_id")
