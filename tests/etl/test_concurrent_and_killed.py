@@ -125,8 +125,8 @@ def test_concurrent_jobs_give_one_ingest(spark, v1_archive, reference, tmp_path)
 
 @pytest.mark.parametrize(
     "marker",
-    ["step decode + write pairs ...", "step derived columns, quarantine, labels ..."],
-    ids=["while-decoding", "after-pairs-commit"],
+    ["step decode + write pairs ...", "step derived columns ...", "step labels ..."],
+    ids=["while-decoding", "after-pairs-commit", "after-quarantine-commit"],
 )
 def test_killed_run_then_rerun_gives_one_ingest(spark, v1_archive, reference, tmp_path, marker):
     root, _ = v1_archive
