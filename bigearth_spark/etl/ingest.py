@@ -266,6 +266,7 @@ class Ingest:
         known_df = self.spark.createDataFrame(known, schema.OFFICIAL_LISTS_SCHEMA)
         write.replace_where_changed(
             self._table(schema.OFFICIAL_LISTS),
+            self._path(schema.OFFICIAL_LISTS),
             known_df,
             ["archive", "membership"],
             F.col("archive").isin(list(lists.known)),
@@ -449,7 +450,8 @@ class Ingest:
             r["reason"]: r["count"] for r in new.groupBy("reason").count().collect()
         }
         self.lease.check()
-        write.replace_where_changed(table, desired, ["path", "reason"], F.lit(True))
+        path = self._path(schema.QUARANTINE)
+        write.replace_where_changed(table, path, desired, ["path", "reason"], F.lit(True))
         desired.unpersist()
 
     def _labels(self, small: DataFrame, version: int, report: IngestReport) -> None:

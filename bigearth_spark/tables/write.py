@@ -55,12 +55,18 @@ def _on(keys: list[str]) -> Column:
     return cond
 
 
+def _is_empty(table: DeltaTable, path: str) -> bool:
+    """Whether the table at ``path`` holds no row (from its log where possible: a new lake's
+    tables then need no scan and no join before their first append)."""
+    return table_state(table.toDF().sparkSession, path)[1] == 0
+
+
 def insert_new(table: DeltaTable, path: str, source: DataFrame, keys: list[str]) -> int:
     """Insert the rows of ``source`` whose ``keys`` are not in ``table`` yet; return how many.
 
     ``source`` should be persisted by the caller: it is counted, then written.
     """
-    new = new_rows(table, source, keys)
+    new = source if _is_empty(table, path) else new_rows(table, source, keys)
     count = new.count()
     if count:
         append(path, new)
@@ -89,7 +95,7 @@ def upsert(table: DeltaTable, path: str, rows: DataFrame, keys: list[str]) -> in
     count = rows.count()
     if not count:
         return 0
-    if new_rows(table, rows.select(*keys), keys).count() == count:
+    if _is_empty(table, path) or new_rows(table, rows.select(*keys), keys).count() == count:
         append(path, rows)
     else:
         (
@@ -103,10 +109,16 @@ def upsert(table: DeltaTable, path: str, rows: DataFrame, keys: list[str]) -> in
 
 
 def replace_where_changed(
-    table: DeltaTable, source: DataFrame, keys: list[str], scope: Column
+    table: DeltaTable, path: str, source: DataFrame, keys: list[str], scope: Column
 ) -> int:
-    """Make the rows of ``table`` inside ``scope`` equal ``source``: insert missing ones, delete
-    the ones ``source`` no longer has; return the number of rows inserted plus deleted."""
+    """Make the rows of ``table`` (at ``path``) inside ``scope`` equal ``source``: insert missing
+    ones, delete the ones ``source`` no longer has; return the number of rows inserted plus
+    deleted."""
+    if _is_empty(table, path):
+        added = source.count()
+        if added:
+            append(path, source)
+        return added
     current = table.toDF().where(scope)
     added = source.join(current.select(*keys), on=keys, how="left_anti").count()
     removed = current.join(source.select(*keys), on=keys, how="left_anti").count()
