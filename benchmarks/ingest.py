@@ -71,6 +71,20 @@ def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def _counted(p: psutil.Process) -> bool:
+    """Whether ``p``'s RSS counts in the tree's: not a JVM's child that has not exec'd yet (the
+    JVM spawning a shell command, e.g. Hadoop's chmod: for a moment the child shares all of the
+    JVM's pages and would count the JVM twice)."""
+    try:
+        parent = p.parent()
+        return (
+            not (parent is not None and p.exe() == parent.exe() and p.exe().endswith("/java"))
+            and p.is_running()
+        )
+    except psutil.Error:
+        return False
+
+
 def run_measured(cmd: list[str]) -> tuple[float, int, str]:
     """(seconds, peak RSS of the process tree in bytes, stdout and stderr) of a command."""
     proc = subprocess.Popen(
@@ -85,7 +99,7 @@ def run_measured(cmd: list[str]) -> tuple[float, int, str]:
         while not done.is_set():
             try:
                 tree = [top, *top.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+                peak = max(peak, sum(p.memory_info().rss for p in tree if _counted(p)))
             except psutil.Error:
                 pass
             done.wait(0.25)
@@ -115,7 +129,7 @@ def decode_only(root: Path) -> None:
     spark.sparkContext.setLogLevel("ERROR")
     start = time.perf_counter()
     metadata = spark.createDataFrame([], PATCH_METADATA_SCHEMA)
-    units, _, _ = discover.discover(spark, find_roots(root), metadata)
+    units, _ = discover.discover(discover.list_input(spark, find_roots(root))[0], metadata)
     need = [F.lit(True).alias(f"need_{s}") for s in discover.SIDES]
     spread = plan.decode_tasks(  # as the ingest plans
         units.select("*", *need), units.count(), spark.sparkContext.defaultParallelism

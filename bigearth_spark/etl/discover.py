@@ -102,10 +102,15 @@ def _issue(side: str, reason: str, message: Column | str, patch_id: Column) -> C
     return issue(patch_id, side, F.col("path"), reason, message)
 
 
-def discover(
-    spark: SparkSession, roots: list[layout.ArchiveRoot], metadata: DataFrame
-) -> tuple[DataFrame, DataFrame, int]:
-    """(units, input issues, folders found) of ``roots``.
+def list_input(spark: SparkSession, roots: list[layout.ArchiveRoot]) -> tuple[DataFrame, int]:
+    """(every patch folder and stray file below ``roots``, cached; how many): the input of
+    :func:`discover`."""
+    found = folders(spark, roots).cache()
+    return found, found.count()
+
+
+def discover(found: DataFrame, metadata: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(units, input issues) of the folders ``found`` by :func:`list_input`.
 
     ``units``: ``patch_id`` (pair key), ``archive``, ``s2_path``, ``s1_patch_id``, ``s1_path``,
     ``reference_map_path`` (NULL where the input has no such side). ``input issues``: rows of
@@ -113,8 +118,6 @@ def discover(
     and v2 S1 folders that no metadata row pairs. Both are small (paths, no bands); the caller
     caches them.
     """
-    found = folders(spark, roots).cache()
-    count = found.count()
     side = F.element_at(
         F.create_map(*[F.lit(x) for kv in SIDE_OF_FOLDER_TYPE.items() for x in kv]),
         F.col("folder_type"),
@@ -169,7 +172,7 @@ def discover(
             F.explode(F.slice(name, 2, 1 << 30)).alias("x"),
         ).select("_first", "x.folder_id", "x.path")
         issues = issues.unionByName(extra.select(_extra_issue(name).alias("issue")))
-    return units, issues.select("issue.*"), count
+    return units, issues.select("issue.*")
 
 
 def _extra_issue(side: str) -> Column:

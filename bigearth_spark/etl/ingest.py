@@ -5,8 +5,10 @@ at a time and concurrent jobs queue instead of racing (on S3 only with the multi
 :mod:`bigearth_spark.tables.log_store`; without it a run must promise to be the only writer).
 Its commits are ordered so that a kill between any two is repaired by the next run:
 
-1. ``nomenclature``, then the official lists → ``patch_metadata`` and ``official_lists``;
-2. discovery on the executors → pair units (paths only) and input issues;
+1. ``nomenclature`` and, beside it, the official lists → ``patch_metadata`` and
+   ``official_lists``;
+2. discovery on the executors → pair units (paths only) and input issues (the listing starts
+   first and runs while the driver does step 1);
 3. plan: units anti-joined with the lake on patch ids (never paths: the same archive at another
    mount is a no-op), and with the folders quarantined for a permanent reason;
 4. decode + write: a decode task decodes the units of new pairs, computes their derived
@@ -14,8 +16,8 @@ Its commits are ordered so that a kill between any two is repaired by the next r
    cache of band bytes, no hop through the JVM); the driver commits all the files as one Delta
    append. Units that complete a stored pair (its S1 arriving later) are MERGEd;
 5. derived state, recomputed from the committed lake every run: derived columns of ``pairs``
-   whose lists changed, ``quarantine`` (current state of the lake), ``labels`` (stamped with
-   the ``pairs`` version it was built from);
+   whose lists changed, then ``quarantine`` (current state of the lake) and, beside it,
+   ``labels`` (stamped with the ``pairs`` version it was built from);
 6. register ``<db>.<table>`` and the views.
 """
 
@@ -24,14 +26,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Generic, TypeVar
 
 import pyarrow as pa
 from delta.tables import DeltaTable
-from pyspark import TaskContext
+from pyspark import InheritableThread, TaskContext
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -43,11 +46,12 @@ from bigearth_spark.archive.lists import read_lists
 from bigearth_spark.config import normalize_lake
 from bigearth_spark.etl import decode, discover, pairs, plan, quarantine
 from bigearth_spark.etl.plan import NEED, SIDES
-from bigearth_spark.tables import catalog, part_files, schema, write
+from bigearth_spark.tables import catalog, delta_log, part_files, schema, write
 from bigearth_spark.tables.lease import IngestLease
 from bigearth_spark.tables.log_store import check_concurrent_writes
 
 log = logging.getLogger(__name__)
+T_ = TypeVar("T_")
 # where a side's columns come from in a MERGE that completes a stored pair
 S2_COLUMNS = ("tile", "acquired", "source_product", "epsg", "ulx", "uly", "lrx", "lry")
 S1_COLUMNS = ("s1_patch_id", "s1_acquired", "s1_source_product")
@@ -112,6 +116,36 @@ def _nomenclature_rows() -> list[tuple]:
     return rows
 
 
+class _Background(Generic[T_]):
+    """``action()`` run in a thread of its own, as the step named ``name`` (its Spark jobs
+    carry the name); :meth:`result` waits for it and re-raises its error."""
+
+    def __init__(self, spark: SparkSession, name: str, action: Callable[[], T_]) -> None:
+        self._result: T_ | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            spark.sparkContext.setJobDescription(f"ingest: {name}")
+            try:
+                self._result = action()
+            except BaseException as e:  # re-raised by result(), in the step's thread
+                self._error = e
+
+        self._thread = InheritableThread(target=run, daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Wait for the action to end."""
+        self._thread.join()
+
+    def result(self) -> T_:
+        """Wait for the action; return its result or raise its error."""
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
+
+
 @contextmanager
 def _step(spark: SparkSession, name: str) -> Iterator[None]:
     """Log a step's duration; its Spark jobs carry its name in the UI and the event log."""
@@ -167,6 +201,8 @@ class Ingest:
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
         self.lease = IngestLease(spark, self.lake, self.run_id, lease_ttl_s, lock_wait_s)
         self._known: dict[str, set[str]] = {}  # the official lists known to the lake, per archive
+        self._metadata: DataFrame  # patch_metadata after the lists step, cached for the run
+        self._background: list[_Background] = []  # steps running beside the main thread
 
     def run(self, inputs: list[str], list_dirs: list[str] | None = None) -> IngestReport:
         """Ingest the archive roots found at ``inputs``; return the report."""
@@ -174,36 +210,62 @@ class Ingest:
         report = IngestReport(self.run_id, [f"{r.archive_type}:{r.path}" for r in roots])
         log.info("ingest %s: roots %s", self.run_id, report.roots)
         with self.lease:
-            with _step(self.spark, "tables"):
-                self._ensure_tables()
-            with _step(self.spark, "nomenclature"):
-                self._nomenclature(report)
-            with _step(self.spark, "official lists"):
-                self._lists(_list_folders(inputs, roots, list_dirs or []), report)
-                self._known = self._known_lists()
-            with _step(self.spark, "discovery + plan"):
-                todo, unit_ids, input_issues = self._plan(roots, report)
-            with _step(self.spark, "decode + write pairs"):
-                self._write_pairs(todo, report)
-            with _step(self.spark, "derived columns"):
-                version, small = self._small_pairs()
-                unit_issues = self._failed_units(todo, small)
-                if self._refresh_derived(small, report):
-                    small.unpersist()
-                    version, small = self._small_pairs()
-            with _step(self.spark, "quarantine"):
-                self._quarantine(small, input_issues, unit_issues, report)
-            with _step(self.spark, "labels"):
-                self._labels(small, version, report)
-            with _step(self.spark, "completeness + catalog"):
-                report.decoded_ok = self._complete_units(unit_ids, small)
-                for frame in (todo, small, unit_issues, input_issues):
-                    frame.unpersist()
-                catalog.register(self.spark, self.lake, self.db)
+            try:
+                self._steps(inputs, roots, list_dirs or [], report)
+            finally:
+                for task in self._background:  # nothing commits after the lease is given up
+                    task.wait()
         report.table_versions = {
             name: write.table_state(self.spark, self._path(name))[0] for name in schema.TABLES
         }
         return report
+
+    def _start(self, name: str, action: Callable[[], T_]) -> _Background[T_]:
+        task = _Background(self.spark, name, action)
+        self._background.append(task)
+        return task
+
+    def _steps(
+        self,
+        inputs: list[str],
+        roots: list[layout.ArchiveRoot],
+        list_dirs: list[str],
+        report: IngestReport,
+    ) -> None:
+        """The run's steps, in commit order (see the module's docstring)."""
+        # the executors list the input while the driver writes the dimensions and lists
+        listing = self._start("discovery", lambda: discover.list_input(self.spark, roots))
+        with _step(self.spark, "tables"):
+            self._ensure_tables()
+        with _step(self.spark, "nomenclature + official lists"):
+            nomenclature = self._start("nomenclature", lambda: self._nomenclature(report))
+            metadata = self._lists(_list_folders(inputs, roots, list_dirs), report)
+            self._known = self._known_lists()
+            if metadata is None:
+                metadata = self._table(schema.PATCH_METADATA).toDF().cache()
+            self._metadata = metadata
+            nomenclature.result()
+        with _step(self.spark, "discovery + plan"):
+            found, report.entries = listing.result()
+            todo, unit_ids, input_issues = self._plan(found)
+        with _step(self.spark, "decode + write pairs"):
+            self._write_pairs(todo, report)
+        with _step(self.spark, "derived columns"):
+            version, small = self._small_pairs()
+            unit_issues = self._failed_units(todo, small)
+            if self._refresh_derived(small, report):
+                small.unpersist()
+                version, small = self._small_pairs()
+        with _step(self.spark, "quarantine + labels"):
+            # two tables, each rebuilt from the same committed pairs: built side by side
+            labels = self._start("labels", lambda: self._labels(small, version, report))
+            self._quarantine(small, input_issues, unit_issues, report)
+            labels.result()
+        with _step(self.spark, "completeness + catalog"):
+            report.decoded_ok = self._complete_units(unit_ids, small)
+            for frame in (found, todo, small, unit_issues, input_issues, self._metadata):
+                frame.unpersist()
+            catalog.register(self.spark, self.lake, self.db)
 
     def _path(self, name: str) -> str:
         return write.table_path(self.lake, name)
@@ -223,8 +285,10 @@ class Ingest:
             write.ensure_table(self.spark, self.lake, name, s)
 
     def _known_lists(self) -> dict[str, set[str]]:
+        """The official lists known to the lake, per archive (a few rows, read with pyarrow)."""
+        rows = delta_log.read_small(delta_log.snapshot(self._path(schema.OFFICIAL_LISTS)))
         known: dict[str, set[str]] = {}
-        for r in self._table(schema.OFFICIAL_LISTS).toDF().collect():
+        for r in rows.to_pylist():
             known.setdefault(r["archive"], set()).add(r["membership"])
         return known
 
@@ -241,27 +305,34 @@ class Ingest:
             self._table(schema.NOMENCLATURE), path, df, ["nomenclature", "label_index"]
         )
 
-    def _lists(self, folders: list[str], report: IngestReport) -> None:
+    def _lists(self, folders: list[str], report: IngestReport) -> DataFrame | None:
+        """Write the official lists found in ``folders``; return the rows of ``patch_metadata``
+        (cached) when they are known without reading the table back: it was empty before."""
         lists = read_lists(folders)
         log.info("official lists: %s; rows %s", lists.sources or "none found", lists.summary())
         report.inserted[schema.PATCH_METADATA] = 0
         if lists.metadata.empty:
-            return
+            return None
         meta = self.spark.createDataFrame(lists.metadata, schema.PATCH_METADATA_SCHEMA)
         columns = meta.columns
-        table = self._table(schema.PATCH_METADATA)
-        current = table.toDF().select("patch_id", "archive", _content_hash(columns).alias("_hash"))
-        changed = (
-            meta.withColumn("_hash", _content_hash(columns))
-            .join(current, ["patch_id", "archive", "_hash"], "left_anti")
-            .drop("_hash")
-            .cache()
-        )
+        table, path = self._table(schema.PATCH_METADATA), self._path(schema.PATCH_METADATA)
+        was_empty = write.is_empty(path)
+        if not was_empty:
+            current = table.toDF().select(
+                "patch_id", "archive", _content_hash(columns).alias("_hash")
+            )
+            meta = (
+                meta.withColumn("_hash", _content_hash(columns))
+                .join(current, ["patch_id", "archive", "_hash"], "left_anti")
+                .drop("_hash")
+            )
+        changed = meta.cache()
         self.lease.check()
         report.inserted[schema.PATCH_METADATA] = write.upsert(
-            table, self._path(schema.PATCH_METADATA), changed, ["patch_id", "archive"]
+            table, path, changed, ["patch_id", "archive"]
         )
-        changed.unpersist()
+        if not was_empty:
+            changed.unpersist()
         known = [(a, m, lists.sources.get(m)) for a, ms in lists.known.items() for m in sorted(ms)]
         known_df = self.spark.createDataFrame(known, schema.OFFICIAL_LISTS_SCHEMA)
         write.replace_where_changed(
@@ -271,20 +342,25 @@ class Ingest:
             ["archive", "membership"],
             F.col("archive").isin(list(lists.known)),
         )
+        return changed if was_empty else None
 
     # -- 2, 3. discovery and plan --------------------------------------------------------------
-    def _plan(
-        self, roots: list[layout.ArchiveRoot], report: IngestReport
-    ) -> tuple[DataFrame, DataFrame, DataFrame]:
+    def _plan(self, found: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
         """(units to decode with their need flags and metadata, every unit's key and sides,
-        input issues); all small and cached."""
-        metadata = self._table(schema.PATCH_METADATA).toDF()
-        units, input_issues, report.entries = discover.discover(self.spark, roots, metadata)
+        input issues) of the folders ``found``; all small and cached."""
+        metadata = self._metadata
+        units, input_issues = discover.discover(found, metadata)
         units = units.cache()
         input_issues = input_issues.cache()
-        pairs_df = self._table(schema.PAIRS).toDF()
-        quarantine_df = self._table(schema.QUARANTINE).toDF()
-        todo = plan.units_to_decode(units, pairs_df, quarantine_df, metadata).cache()
+        if write.is_empty(self._path(schema.PAIRS)) and write.is_empty(
+            self._path(schema.QUARANTINE)
+        ):
+            todo = plan.units_to_decode(units, metadata)  # a new lake: nothing to join with
+        else:
+            pairs_df = self._table(schema.PAIRS).toDF()
+            quarantine_df = self._table(schema.QUARANTINE).toDF()
+            todo = plan.units_to_decode(units, metadata, pairs_df, quarantine_df)
+        todo = todo.cache()
         n = todo.count()
         # explicit tasks: adaptive execution would coalesce the small shuffles of paths before
         # into too few
@@ -408,9 +484,10 @@ class Ingest:
 
     def _refresh_derived(self, small: DataFrame, report: IngestReport) -> int:
         """Rewrite the derived columns of the rows of ``pairs`` that the current lists and
-        metadata derive differently (one MERGE, none when all are current); return how many."""
-        metadata = self._table(schema.PATCH_METADATA).toDF()
-        stale = pairs.stale_derived(small, metadata, self._known).cache()
+        metadata derive differently (one MERGE, none when all are current); return how many.
+        Rows this run wrote were derived from the current lists in their decode task."""
+        earlier = small.where(F.col("ingest_run") != self.run_id)
+        stale = pairs.stale_derived(earlier, self._metadata, self._known).cache()
         n = stale.count()
         report.inserted["pairs_derived"] = n
         if n:
@@ -436,23 +513,28 @@ class Ingest:
     ) -> None:
         """Make ``quarantine`` the lake's current state (one MERGE, none when unchanged)."""
         table = self._table(schema.QUARANTINE)
-        current = table.toDF()
+        current = table.toDF().cache()  # read by several plans: one Delta scan
         desired = quarantine.desired_state(
             current,
             small,
-            self._table(schema.PATCH_METADATA).toDF(),
+            self._metadata,
             input_issues,
             unit_issues,
             self.run_id,
         ).cache()
-        new = desired.join(current.select("path", "reason"), ["path", "reason"], "left_anti")
+        path = self._path(schema.QUARANTINE)
+        new = (
+            desired
+            if write.is_empty(path)
+            else desired.join(current.select("path", "reason"), ["path", "reason"], "left_anti")
+        )
         report.quarantined = {
             r["reason"]: r["count"] for r in new.groupBy("reason").count().collect()
         }
         self.lease.check()
-        path = self._path(schema.QUARANTINE)
         write.replace_where_changed(table, path, desired, ["path", "reason"], F.lit(True))
         desired.unpersist()
+        current.unpersist()
 
     def _labels(self, small: DataFrame, version: int, report: IngestReport) -> None:
         """Rebuild ``labels`` from ``small`` (``pairs`` at ``version``) when it was built from

@@ -41,10 +41,23 @@ def _permanently_bad(quarantine_df: DataFrame, pairs_df: DataFrame) -> DataFrame
 
 
 def units_to_decode(
-    units: DataFrame, pairs_df: DataFrame, quarantine_df: DataFrame, metadata: DataFrame
+    units: DataFrame,
+    metadata: DataFrame,
+    pairs_df: DataFrame | None = None,
+    quarantine_df: DataFrame | None = None,
 ) -> DataFrame:
     """The units with a side to decode, with their ``need_<side>`` flags, ``is_update`` (the
-    pair is stored and gets a side now), the stored S2 path and 43 labels, and their metadata."""
+    pair is stored and gets a side now), the stored S2 path and 43 labels, and their metadata.
+    ``pairs_df`` None: the lake stores and quarantines nothing yet (its first run: no join)."""
+    if pairs_df is None or quarantine_df is None:
+        todo = units.select(
+            *units.columns,
+            *[F.col(schema.SIDE_PATH[s]).isNotNull().alias(f"need_{s}") for s in SIDES],
+            F.lit(False).alias("is_update"),
+            F.lit(None).cast("string").alias("_stored_s2_path"),
+            F.lit(None).cast(schema.PAIRS_SCHEMA["labels43"].dataType).alias("_stored_labels43"),
+        )
+        return pairs.with_metadata(todo.where(F.greatest(*[F.col(c) for c in NEED])), metadata)
     stored = pairs_df.select(
         "patch_id",
         F.lit(True).alias("_stored"),

@@ -35,6 +35,7 @@ class LiveFile:
     path: str  # absolute local path or URI
     partition_values: dict[str, str | None]
     num_records: int | None
+    log_path: str  # the path as the log records it (what a ``remove`` action must name)
 
 
 @dataclass
@@ -116,6 +117,22 @@ def snapshot(table: str, version: int | None = None) -> Snapshot:
                 unquote(rel) if storage.scheme(rel) else storage.join(root, unquote(rel)),
                 dict(add.get("partitionValues") or {}),
                 stats.get("numRecords"),
+                rel,
             )
         )
     return Snapshot(version, files)
+
+
+def read_small(snap: Snapshot) -> pa.Table:
+    """Every row of a small unpartitioned table's ``snap`` (e.g. the lease row), read with
+    pyarrow: no Spark job. Timestamps come back as naive UTC microseconds."""
+    if any(f.partition_values for f in snap.files):
+        raise DeltaLogError("read_small reads unpartitioned tables only")
+    parts = [storage.parquet_file(f.path).read() for f in snap.files]
+    if not parts:
+        return pa.table({})
+    table = pa.concat_tables(parts)
+    for i, col in enumerate(table.schema):
+        if pa.types.is_timestamp(col.type):  # Spark's INT96 (ns) or pyarrow's (us, UTC)
+            table = table.set_column(i, col.name, table.column(i).cast(pa.timestamp("us")))
+    return table

@@ -1,13 +1,15 @@
 """One writer per lake: an ingest holds a lease row in the small Delta table ``ingest_lease``.
 
 Delta commits are atomic per table, not per job, and Delta lets two blind appends of the same
-keys both commit. So an ingest takes the lake's lease before it writes anything: a MERGE on the
-one-row table, which Delta's conflict detection serialises (of two jobs taking a free lease at
-once, one commit fails and that job retries and then sees the lease held). The holder renews the
-lease from a heartbeat thread whose Spark jobs run in their own fair-scheduler pool (so a busy
-holder still renews in time); a lease whose holder stopped renewing expires after ``ttl_s``, and
-one held by a dead process of this host is taken over at once, so a killed run never blocks the
-next. Other jobs wait for the lease (``wait_s``), then fail with a message naming the holder.
+keys both commit. So an ingest takes the lake's lease before it writes anything. Taking,
+renewing and giving it up are each one Delta transaction on the one-row table that reads the
+whole table (the row is read with pyarrow at the transaction's version) and replaces its file:
+Delta's conflict detection serialises them (of two jobs taking a free lease at once, one commit
+fails, and that job retries and then sees the lease held). They run no Spark job, so the
+holder's heartbeat renews in time however busy its executors are. A lease whose holder stopped
+renewing expires after ``ttl_s``, and one held by a dead process of this host is taken over at
+once, so a killed run never blocks the next. Other jobs wait for the lease (``wait_s``), then
+fail with a message naming the holder.
 """
 
 from __future__ import annotations
@@ -17,20 +19,21 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import pyarrow as pa
 from delta.exceptions import DeltaConcurrentModificationException
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 
+from bigearth_spark.tables import delta_log, part_files, write
 from bigearth_spark.tables.schema import INGEST_LEASE, INGEST_LEASE_SCHEMA
-from bigearth_spark.tables.write import ensure_table, table_path
 
 log = logging.getLogger(__name__)
 LEASE = "ingest"
-POOL = "lease"
+POOL = "lease"  # the heartbeat's scheduler pool (Delta may run small jobs to read the log)
 
 
 class LakeBusyError(RuntimeError):
@@ -82,7 +85,7 @@ class IngestLease:
         wait_s: float = 3600.0,
         poll_s: float = 2.0,
     ) -> None:
-        self.spark, self.path, self.run_id = spark, table_path(lake, INGEST_LEASE), run_id
+        self.spark, self.path, self.run_id = spark, write.table_path(lake, INGEST_LEASE), run_id
         self.ttl_s, self.wait_s, self.poll_s = ttl_s, wait_s, poll_s
         self.host, self.pid = socket.gethostname(), os.getpid()
         self._stop = threading.Event()
@@ -99,8 +102,10 @@ class IngestLease:
 
     def acquire(self) -> None:
         """Take the lease, waiting up to ``wait_s`` for another holder; start the heartbeat."""
-        table = _retry(
-            lambda: ensure_table(
+        self._lost = None
+        self._stop.clear()
+        _retry(
+            lambda: write.ensure_table(
                 self.spark, self.path.rsplit("/", 1)[0], INGEST_LEASE, INGEST_LEASE_SCHEMA
             )
         )
@@ -109,7 +114,7 @@ class IngestLease:
         while True:
             holder = self.holder()
             if holder is None or holder.run_id == self.run_id or self._takeable(holder):
-                if self._try_take(table, holder) and self._is_mine():
+                if self._try_take(holder):
                     break
                 continue  # lost a race: look again at once
             if time.monotonic() > deadline:
@@ -132,19 +137,17 @@ class IngestLease:
             raise LeaseLostError(self._lost)
 
     def release(self) -> None:
-        """Stop the heartbeat and give the lease up (if it is still ours)."""
+        """Stop the heartbeat and give the lease up (if it is still ours); :meth:`check` raises
+        from then on."""
+        self._lost = self._lost or f"run {self.run_id} gave the lake's lease up"
         self._stop.set()
         if self._thread:
             self._thread.join()
-        table = DeltaTable.forPath(self.spark, self.path)
-        _retry(lambda: table.delete((F.col("lease") == LEASE) & (F.col("run_id") == self.run_id)))
+        _retry(lambda: self._replace(self._mine, with_row=False))
 
     def holder(self) -> Holder | None:
         """The current holder, or None when the lease is free."""
-        row = self.spark.read.format("delta").load(self.path).where(F.col("lease") == LEASE).first()
-        if row is None:
-            return None
-        return Holder(row["run_id"], row["host"], row["pid"], row["expires_at"])
+        return _holder(delta_log.snapshot(self.path))
 
     # -- internals -----------------------------------------------------------------------
     def _takeable(self, holder: Holder) -> bool:
@@ -156,52 +159,52 @@ class IngestLease:
             return True
         return False
 
-    def _row(self):
-        now = _now()
-        return self.spark.createDataFrame(
-            [(LEASE, self.run_id, self.host, self.pid, now, now + timedelta(seconds=self.ttl_s))],
-            INGEST_LEASE_SCHEMA,
-        )
+    def _mine(self, holder: Holder | None) -> bool:
+        return holder is not None and holder.run_id == self.run_id
 
-    def _try_take(self, table: DeltaTable, seen: Holder | None) -> bool:
-        """MERGE the lease row to us if it is still what we saw; False on a concurrent commit."""
-        same = F.col("t.run_id") == F.lit(seen.run_id) if seen else F.lit(False)
+    def _replace(self, expected: Callable[[Holder | None], bool], with_row: bool) -> bool:
+        """One transaction: if the holder at its version is ``expected``, replace the table's
+        rows with this run's lease row (or with none); False when it is not. The transaction
+        reads the whole table, so a concurrent commit to it makes this one fail."""
+        txn = write.start_transaction(self.spark, self.path)
+        snap = delta_log.snapshot(self.path, txn.readVersion())
+        if not expected(_holder(snap)):
+            return False
+        txn.readWholeTable()
+        actions = [part_files.remove_action(f.log_path) for f in snap.files]
+        if with_row:
+            actions.append(part_files.write_file(self.path, self._row()))
+        if actions:
+            write.commit(self.spark, txn, actions, "Overwrite")
+        return True
+
+    def _row(self) -> pa.Table:
+        now = _now()
+        row = [LEASE, self.run_id, self.host, self.pid, now, now + timedelta(seconds=self.ttl_s)]
+        schema = to_arrow_schema(INGEST_LEASE_SCHEMA)
+        columns = [pa.array([v], f.type) for v, f in zip(row, schema, strict=True)]
+        return pa.table(columns, schema=schema)
+
+    def _try_take(self, seen: Holder | None) -> bool:
+        """Make the lease ours if its holder is still the one we saw; False when it changed
+        or a concurrent commit won."""
+        same = (lambda h: h is None) if seen is None else (lambda h: h == seen)
         try:
-            (
-                table.alias("t")
-                .merge(self._row().alias("s"), "t.lease = s.lease")
-                .whenMatchedUpdateAll(condition=same)
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
+            return self._replace(same, with_row=True)
         except Exception as e:  # Delta's conflicts may arrive as plain Py4J errors
             if not _is_conflict(e):
                 raise
             return False
-        return True
-
-    def _is_mine(self) -> bool:
-        holder = self.holder()
-        return holder is not None and holder.run_id == self.run_id
 
     def renew(self) -> bool:
         """Renew the lease once (the heartbeat does this every ``ttl_s / 4``); False, and
         :meth:`check` raises from then on, when the lease was lost."""
-        table = DeltaTable.forPath(self.spark, self.path)
-        on = "t.lease = s.lease AND t.run_id = s.run_id"
         try:
-            _retry(
-                lambda: (
-                    table.alias("t")
-                    .merge(self._row().alias("s"), on)
-                    .whenMatchedUpdateAll()
-                    .execute()
-                )
-            )
+            mine = _retry(lambda: self._replace(self._mine, with_row=True))
         except Exception as e:
             self._lost = f"renewing the lake's lease failed: {e}"
             return False
-        if not self._is_mine():
+        if not mine:
             self._lost = f"the lake's lease of run {self.run_id} was taken over"
             return False
         return True
@@ -210,6 +213,15 @@ class IngestLease:
         self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", POOL)
         while not self._stop.wait(self.ttl_s / 4) and self.renew():
             pass
+
+
+def _holder(snap: delta_log.Snapshot) -> Holder | None:
+    """The holder recorded in a version of the lease table, or None when it is free."""
+    rows = [r for r in delta_log.read_small(snap).to_pylist() if r["lease"] == LEASE]
+    if not rows:
+        return None
+    r = rows[0]
+    return Holder(r["run_id"], r["host"], r["pid"], r["expires_at"])
 
 
 def _is_conflict(e: BaseException) -> bool:

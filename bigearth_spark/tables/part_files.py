@@ -115,15 +115,36 @@ class PartitionedFileWriter:
         f.flush(self.schema)
         rows = f.rows
         relative, size = f.close()
-        add = {
-            "path": quote(relative, safe="/="),
-            "partitionValues": {self.partition: value},
-            "size": size,
-            "modificationTime": int(time.time() * 1000),
-            "dataChange": True,
-            "stats": json.dumps({"numRecords": rows}),
-        }
-        return json.dumps({"add": add})
+        return add_action(relative, {self.partition: value}, size, rows)
+
+
+def add_action(relative: str, partition_values: dict[str, str | None], size: int, rows: int) -> str:
+    """The Delta ``add`` action (JSON) of a data file written at ``relative`` in its table."""
+    add = {
+        "path": quote(relative, safe="/="),
+        "partitionValues": partition_values,
+        "size": size,
+        "modificationTime": int(time.time() * 1000),
+        "dataChange": True,
+        "stats": json.dumps({"numRecords": rows}),
+    }
+    return json.dumps({"add": add})
+
+
+def write_file(table_uri: str, rows: pa.Table) -> str:
+    """Write ``rows`` as one data file of the unpartitioned table at ``table_uri`` (a few rows,
+    e.g. the lease); return its ``add`` action."""
+    fs, root = storage.filesystem(table_uri)
+    relative = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+    with fs.open_output_stream(f"{root}/{relative}") as out:
+        pq.write_table(rows, out, compression="zstd")
+    return add_action(relative, {}, fs.get_file_info(f"{root}/{relative}").size, rows.num_rows)
+
+
+def remove_action(log_path: str) -> str:
+    """The Delta ``remove`` action (JSON) of a live file, named as its log names it."""
+    remove = {"path": log_path, "deletionTimestamp": int(time.time() * 1000), "dataChange": True}
+    return json.dumps({"remove": remove})
 
 
 def num_records(add: str) -> int:

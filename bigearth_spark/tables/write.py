@@ -35,8 +35,14 @@ def table_state(spark: SparkSession, path: str) -> tuple[int, int]:
     return table.history(1).first()["version"], table.toDF().count()
 
 
-def ensure_table(spark: SparkSession, lake: str, name: str, schema: T.StructType) -> DeltaTable:
-    """Create the Delta table at its lake location if it does not exist yet; return it."""
+def ensure_table(spark: SparkSession, lake: str, name: str, schema: T.StructType) -> None:
+    """Create the Delta table at its lake location if it does not exist yet (a table whose log
+    has a commit is left alone, without a Spark call)."""
+    try:
+        delta_log.snapshot(table_path(lake, name))
+        return
+    except delta_log.DeltaLogError:
+        pass
     builder = (
         DeltaTable.createIfNotExists(spark)
         .location(table_path(lake, name))
@@ -45,7 +51,7 @@ def ensure_table(spark: SparkSession, lake: str, name: str, schema: T.StructType
     )
     for key, value in TABLE_PROPERTIES.get(name, {}).items():
         builder = builder.property(key, value)
-    return builder.execute()
+    builder.execute()
 
 
 def _on(keys: list[str]) -> Column:
@@ -55,10 +61,16 @@ def _on(keys: list[str]) -> Column:
     return cond
 
 
-def _is_empty(table: DeltaTable, path: str) -> bool:
-    """Whether the table at ``path`` holds no row (from its log where possible: a new lake's
-    tables then need no scan and no join before their first append)."""
-    return table_state(table.toDF().sparkSession, path)[1] == 0
+def is_empty(path: str) -> bool:
+    """Whether the Delta table at ``path`` holds no row, by its log alone (no Spark job, also
+    on object stores): no live file, or files whose statistics count 0 rows. False when the log
+    cannot tell (files without statistics, a log this reader does not replay): callers then
+    take their general path."""
+    try:
+        snap = delta_log.snapshot(path)
+    except delta_log.DeltaLogError:
+        return False
+    return all(f.num_records == 0 for f in snap.files)
 
 
 def insert_new(table: DeltaTable, path: str, source: DataFrame, keys: list[str]) -> int:
@@ -66,7 +78,7 @@ def insert_new(table: DeltaTable, path: str, source: DataFrame, keys: list[str])
 
     ``source`` should be persisted by the caller: it is counted, then written.
     """
-    new = source if _is_empty(table, path) else new_rows(table, source, keys)
+    new = source if is_empty(path) else new_rows(table, source, keys)
     count = new.count()
     if count:
         append(path, new)
@@ -95,7 +107,7 @@ def upsert(table: DeltaTable, path: str, rows: DataFrame, keys: list[str]) -> in
     count = rows.count()
     if not count:
         return 0
-    if _is_empty(table, path) or new_rows(table, rows.select(*keys), keys).count() == count:
+    if is_empty(path) or new_rows(table, rows.select(*keys), keys).count() == count:
         append(path, rows)
     else:
         (
@@ -114,7 +126,7 @@ def replace_where_changed(
     """Make the rows of ``table`` (at ``path``) inside ``scope`` equal ``source``: insert missing
     ones, delete the ones ``source`` no longer has; return the number of rows inserted plus
     deleted."""
-    if _is_empty(table, path):
+    if is_empty(path):
         added = source.count()
         if added:
             append(path, source)
@@ -133,21 +145,38 @@ def replace_where_changed(
     return added + removed
 
 
-def commit_files(spark: SparkSession, path: str, adds: list[str], partition_by: list[str]) -> int:
-    """Commit data files already written into the table at ``path`` (Delta ``add`` actions as
-    JSON, see :mod:`bigearth_spark.tables.part_files`) as one append; return the version.
+def start_transaction(spark: SparkSession, path: str):
+    """A Delta transaction (JVM ``OptimisticTransaction``) on the table at ``path``, at its
+    latest version: commit it with :func:`commit`."""
+    jvm = spark._jvm
+    return jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+        spark._jsparkSession, path
+    ).startTransaction()
 
-    The commit goes through Delta's own transaction (its LogStore, protocol checks and
-    checkpoints), recorded in the history as a ``WRITE`` in append mode. Callers hold the
-    lake's lease, as for :func:`append`."""
+
+def commit(
+    spark: SparkSession,
+    txn,
+    actions: list[str],
+    mode: str = "Append",
+    partition_by: list[str] | None = None,
+) -> int:
+    """Commit ``actions`` (Delta ``add``/``remove`` actions as JSON) in ``txn``, recorded in the
+    history as a ``WRITE`` in ``mode``; return the version. Delta's own transaction checks
+    them (LogStore, protocol, conflicts with what ``txn`` read) and writes checkpoints."""
     jvm = spark._jvm
     action = getattr(jvm.org.apache.spark.sql.delta.actions, "Action$").__getattr__("MODULE$")
-    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
     operation = getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$Write")(
-        jvm.org.apache.spark.sql.SaveMode.Append,
-        jvm.scala.Option.apply(jvm.PythonUtils.toSeq(partition_by)),
+        getattr(jvm.org.apache.spark.sql.SaveMode, mode),
+        jvm.scala.Option.apply(jvm.PythonUtils.toSeq(partition_by or [])),
         jvm.scala.Option.empty(),
         jvm.scala.Option.empty(),
     )
-    actions = jvm.PythonUtils.toSeq([action.fromJson(a) for a in adds])
-    return delta_log.startTransaction().commit(actions, operation)
+    return txn.commit(jvm.PythonUtils.toSeq([action.fromJson(a) for a in actions]), operation)
+
+
+def commit_files(spark: SparkSession, path: str, adds: list[str], partition_by: list[str]) -> int:
+    """Commit data files already written into the table at ``path`` (Delta ``add`` actions as
+    JSON, see :mod:`bigearth_spark.tables.part_files`) as one append; return the version.
+    Callers hold the lake's lease, as for :func:`append`."""
+    return commit(spark, start_transaction(spark, path), adds, "Append", partition_by)

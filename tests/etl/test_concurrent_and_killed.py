@@ -125,7 +125,7 @@ def test_concurrent_jobs_give_one_ingest(spark, v1_archive, reference, tmp_path)
 
 @pytest.mark.parametrize(
     "marker",
-    ["step decode + write pairs ...", "step derived columns ...", "step labels ..."],
+    ["step decode + write pairs ...", "step derived columns ...", "step quarantine + labels ..."],
     ids=["while-decoding", "after-pairs-commit", "after-quarantine-commit"],
 )
 def test_killed_run_then_rerun_gives_one_ingest(spark, v1_archive, reference, tmp_path, marker):

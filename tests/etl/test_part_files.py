@@ -3,8 +3,13 @@ path): rows, partitions, file sizes and the row counts of the log, read back thr
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import pyarrow as pa
+import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from bigearth_spark.tables import delta_log, part_files, write
 
@@ -67,3 +72,63 @@ def test_uncommitted_files_are_never_read(spark, tmp_path) -> None:
     kept = list(writer.write(_rows(9), 1))
     write.commit_files(spark, path, kept, ["split"])
     assert spark.read.format("delta").load(path).count() == 9
+
+
+SMALL = T.StructType(
+    [
+        T.StructField("name", T.StringType(), False),
+        T.StructField("n", T.IntegerType()),
+        T.StructField("at", T.TimestampType()),
+    ]
+)
+
+
+def _rows_of(*names: str) -> list[dict]:
+    at = datetime(2026, 1, 2, 3, 4, 5, 6)  # naive UTC, microseconds
+    return [{"name": n, "n": i, "at": at} for i, n in enumerate(names)]
+
+
+def _small_rows(*names: str) -> pa.Table:
+    return pa.Table.from_pylist(_rows_of(*names), schema=to_arrow_schema(SMALL))
+
+
+def test_small_table_replaced_in_one_transaction_and_read_without_spark(spark, tmp_path) -> None:
+    path = str(tmp_path / "small")
+    DeltaTable.create(spark).location(path).addColumns(SMALL).execute()
+    assert write.is_empty(path)
+    first = _small_rows("a", "b")
+    txn = write.start_transaction(spark, path)
+    assert write.commit(spark, txn, [part_files.write_file(path, first)]) == 1
+    assert not write.is_empty(path)
+    snap = delta_log.snapshot(path)
+    assert delta_log.read_small(snap).to_pylist() == _rows_of("a", "b")
+    # replace the rows: remove the live file, add a new one, in one transaction
+    second = _small_rows("c")
+    txn = write.start_transaction(spark, path)
+    txn.readWholeTable()
+    actions = [part_files.remove_action(f.log_path) for f in snap.files]
+    write.commit(spark, txn, [*actions, part_files.write_file(path, second)], "Overwrite")
+    got = spark.read.format("delta").load(path).collect()
+    assert [r.asDict() for r in got] == _rows_of("c")  # Spark reads what pyarrow wrote
+    assert delta_log.read_small(delta_log.snapshot(path)).to_pylist() == _rows_of("c")
+    assert write.table_state(spark, path) == (2, 1)
+    # removing every file empties the table, by its log
+    snap = delta_log.snapshot(path)
+    removes = [part_files.remove_action(f.log_path) for f in snap.files]
+    write.commit(spark, write.start_transaction(spark, path), removes, "Overwrite")
+    assert write.is_empty(path) and spark.read.format("delta").load(path).count() == 0
+
+
+def test_transaction_that_read_the_table_conflicts_with_a_later_commit(spark, tmp_path) -> None:
+    """What the lease relies on: of two jobs replacing the row they both read, one fails."""
+    path = str(tmp_path / "small")
+    DeltaTable.create(spark).location(path).addColumns(SMALL).execute()
+    mine = write.start_transaction(spark, path)
+    mine.readWholeTable()
+    theirs = write.start_transaction(spark, path)
+    theirs.readWholeTable()
+    write.commit(spark, theirs, [part_files.write_file(path, _small_rows("theirs"))])
+    with pytest.raises(Exception, match="Concurrent"):
+        write.commit(spark, mine, [part_files.write_file(path, _small_rows("mine"))])
+    names = [r.name for r in spark.read.format("delta").load(path).collect()]
+    assert names == ["theirs"]
