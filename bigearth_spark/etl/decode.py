@@ -21,6 +21,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from bigearth_spark.archive import reader
 from bigearth_spark.archive.bands import encode_band
 from bigearth_spark.archive.names import BadNameError
+from bigearth_spark.tables import part_files
 from bigearth_spark.tables.schema import ISSUES, PAIR_SOURCE, SIDE_PATH, SIDES, STRS
 
 BATCH_ROWS = 16  # ~4.5 MB of S1+S2 bands per Arrow batch
@@ -120,15 +121,14 @@ def arrow_batch(
     source: pa.RecordBatch | None = None,
     start: int = 0,
 ) -> pa.RecordBatch:
-    """Arrow batch of decoded rows, column by column (~20x faster than ``from_pylist``);
+    """Arrow batch of decoded rows (:func:`~bigearth_spark.tables.part_files.record_batch`);
     ``passthrough`` columns are sliced from the ``source`` batch from ``start``."""
-    arrays = [
-        source.column(f.name).slice(start, len(rows)).cast(f.type)
-        if source is not None and f.name in passthrough
-        else pa.array([r.get(f.name) for r in rows], type=f.type)
+    given = {
+        f.name: source.column(f.name).slice(start, len(rows)).cast(f.type)
         for f in schema
-    ]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+        if source is not None and f.name in passthrough
+    }
+    return part_files.record_batch(rows, schema, given)
 
 
 def decoded_rows(

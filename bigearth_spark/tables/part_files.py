@@ -31,6 +31,19 @@ NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's (and Spark's) folder for
 SPARK_SCHEMA_KEY = "org.apache.spark.sql.parquet.row.metadata"  # where Spark keeps its schema
 
 
+def record_batch(
+    rows: list[dict], schema: pa.Schema, given: dict[str, pa.Array] | None = None
+) -> pa.RecordBatch:
+    """Arrow batch of ``rows`` (dicts keyed by the fields of ``schema``), built column by column
+    (~20x faster than ``from_pylist``); columns in ``given`` are taken as they are."""
+    given = given or {}
+    arrays = [
+        given[f.name] if f.name in given else pa.array([r.get(f.name) for r in rows], f.type)
+        for f in schema
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 class _OpenFile:
     """One data file being written: a Parquet writer and the rows waiting for a row group."""
 
@@ -44,8 +57,7 @@ class _OpenFile:
 
     def flush(self, schema: pa.Schema) -> None:
         if self.pending:
-            columns = [pa.array([r.get(f.name) for r in self.pending], f.type) for f in schema]
-            self.writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
+            self.writer.write_batch(record_batch(self.pending, schema))
             self.pending = []
 
     def close(self) -> tuple[str, int]:
