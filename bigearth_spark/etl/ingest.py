@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Generic, TypeVar
 
 import pyarrow as pa
@@ -274,15 +275,22 @@ class Ingest:
         return DeltaTable.forPath(self.spark, self._path(name))
 
     def _ensure_tables(self) -> None:
-        for name, s in (
+        """Create the lake's missing tables, side by side (each is one Delta commit of its own,
+        mostly driver work)."""
+        tables = (
             (schema.PAIRS, schema.PAIRS_SCHEMA),
             (schema.LABELS, schema.LABELS_SCHEMA),
             (schema.NOMENCLATURE, schema.NOMENCLATURE_SCHEMA),
             (schema.QUARANTINE, schema.QUARANTINE_SCHEMA),
             (schema.PATCH_METADATA, schema.PATCH_METADATA_SCHEMA),
             (schema.OFFICIAL_LISTS, schema.OFFICIAL_LISTS_SCHEMA),
-        ):
-            write.ensure_table(self.spark, self.lake, name, s)
+        )
+        created = [
+            self._start("tables", partial(write.ensure_table, self.spark, self.lake, name, s))
+            for name, s in tables
+        ]
+        for task in created:
+            task.result()
 
     def _known_lists(self) -> dict[str, set[str]]:
         """The official lists known to the lake, per archive (a few rows, read with pyarrow)."""
