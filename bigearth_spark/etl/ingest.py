@@ -24,18 +24,16 @@ Its commits are ordered so that a kill between any two is repaired by the next r
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import pyarrow as pa
 from delta.tables import DeltaTable
-from pyspark import InheritableThread, TaskContext
+from pyspark import TaskContext
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -47,6 +45,7 @@ from bigearth_spark.archive.lists import read_lists
 from bigearth_spark.config import normalize_lake
 from bigearth_spark.etl import decode, discover, pairs, plan, quarantine
 from bigearth_spark.etl.plan import NEED, SIDES
+from bigearth_spark.etl.steps import Background, step
 from bigearth_spark.tables import catalog, delta_log, part_files, schema, write
 from bigearth_spark.tables.lease import IngestLease
 from bigearth_spark.tables.log_store import check_concurrent_writes
@@ -117,49 +116,6 @@ def _nomenclature_rows() -> list[tuple]:
     return rows
 
 
-class _Background(Generic[T_]):
-    """``action()`` run in a thread of its own, as the step named ``name`` (its Spark jobs
-    carry the name); :meth:`result` waits for it and re-raises its error."""
-
-    def __init__(self, spark: SparkSession, name: str, action: Callable[[], T_]) -> None:
-        self._result: T_ | None = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            spark.sparkContext.setJobDescription(f"ingest: {name}")
-            try:
-                self._result = action()
-            except BaseException as e:  # re-raised by result(), in the step's thread
-                self._error = e
-
-        self._thread = InheritableThread(target=run, daemon=True)
-        self._thread.start()
-
-    def wait(self) -> None:
-        """Wait for the action to end."""
-        self._thread.join()
-
-    def result(self) -> T_:
-        """Wait for the action; return its result or raise its error."""
-        self.wait()
-        if self._error is not None:
-            raise self._error
-        return self._result  # type: ignore[return-value]
-
-
-@contextmanager
-def _step(spark: SparkSession, name: str) -> Iterator[None]:
-    """Log a step's duration; its Spark jobs carry its name in the UI and the event log."""
-    start = time.perf_counter()
-    log.info("step %s ...", name)
-    spark.sparkContext.setJobDescription(f"ingest: {name}")
-    try:
-        yield
-    finally:
-        spark.sparkContext.setJobDescription(None)  # type: ignore[arg-type]
-    log.info("step %s done in %.1f s", name, time.perf_counter() - start)
-
-
 def _content_hash(columns: list[str]) -> Column:
     """A hash of ``columns`` that tells NULLs apart from values and columns from each other."""
     return F.xxhash64(F.to_json(F.struct(*columns), {"ignoreNullFields": "false"}))
@@ -203,7 +159,7 @@ class Ingest:
         self.lease = IngestLease(spark, self.lake, self.run_id, lease_ttl_s, lock_wait_s)
         self._known: dict[str, set[str]] = {}  # the official lists known to the lake, per archive
         self._metadata: DataFrame  # patch_metadata after the lists step, cached for the run
-        self._background: list[_Background] = []  # steps running beside the main thread
+        self._background: list[Background] = []  # steps running beside the main thread
 
     def run(self, inputs: list[str], list_dirs: list[str] | None = None) -> IngestReport:
         """Ingest the archive roots found at ``inputs``; return the report."""
@@ -221,8 +177,8 @@ class Ingest:
         }
         return report
 
-    def _start(self, name: str, action: Callable[[], T_]) -> _Background[T_]:
-        task = _Background(self.spark, name, action)
+    def _start(self, name: str, action: Callable[[], T_]) -> Background[T_]:
+        task = Background(self.spark, name, action)
         self._background.append(task)
         return task
 
@@ -236,9 +192,9 @@ class Ingest:
         """The run's steps, in commit order (see the module's docstring)."""
         # the executors list the input while the driver writes the dimensions and lists
         listing = self._start("discovery", lambda: discover.list_input(self.spark, roots))
-        with _step(self.spark, "tables"):
+        with step(self.spark, "tables"):
             self._ensure_tables()
-        with _step(self.spark, "nomenclature + official lists"):
+        with step(self.spark, "nomenclature + official lists"):
             nomenclature = self._start("nomenclature", lambda: self._nomenclature(report))
             metadata = self._lists(_list_folders(inputs, roots, list_dirs), report)
             self._known = self._known_lists()
@@ -246,23 +202,23 @@ class Ingest:
                 metadata = self._table(schema.PATCH_METADATA).toDF().cache()
             self._metadata = metadata
             nomenclature.result()
-        with _step(self.spark, "discovery + plan"):
+        with step(self.spark, "discovery + plan"):
             found, report.entries = listing.result()
             todo, unit_ids, input_issues = self._plan(found)
-        with _step(self.spark, "decode + write pairs"):
+        with step(self.spark, "decode + write pairs"):
             self._write_pairs(todo, report)
-        with _step(self.spark, "derived columns"):
+        with step(self.spark, "derived columns"):
             version, small = self._small_pairs()
             unit_issues = self._failed_units(todo, small)
             if self._refresh_derived(small, report):
                 small.unpersist()
                 version, small = self._small_pairs()
-        with _step(self.spark, "quarantine + labels"):
+        with step(self.spark, "quarantine + labels"):
             # two tables, each rebuilt from the same committed pairs: built side by side
             labels = self._start("labels", lambda: self._labels(small, version, report))
             self._quarantine(small, input_issues, unit_issues, report)
             labels.result()
-        with _step(self.spark, "completeness + catalog"):
+        with step(self.spark, "completeness + catalog"):
             report.decoded_ok = self._complete_units(unit_ids, small)
             for frame in (found, todo, small, unit_issues, input_issues, self._metadata):
                 frame.unpersist()
