@@ -5,8 +5,8 @@ at a time and concurrent jobs queue instead of racing (on S3 only with the multi
 :mod:`bigearth_spark.tables.log_store`; without it a run must promise to be the only writer).
 Its commits are ordered so that a kill between any two is repaired by the next run:
 
-1. ``nomenclature`` and, beside it, the official lists → ``patch_metadata`` and
-   ``official_lists``;
+1. ``nomenclature``, then the official lists → ``patch_metadata`` and ``official_lists``: small
+   tables that the driver reads and writes itself (:mod:`bigearth_spark.tables.small_tables`);
 2. discovery on the executors → pair units (paths only) and input issues (the listing starts
    first and runs while the driver does step 1);
 3. plan: units anti-joined with the lake on patch ids (never paths: the same archive at another
@@ -23,8 +23,10 @@ Its commits are ordered so that a kill between any two is repaired by the next r
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +34,7 @@ from functools import partial
 from typing import TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from delta.tables import DeltaTable
 from pyspark import TaskContext
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -46,7 +49,7 @@ from bigearth_spark.config import normalize_lake
 from bigearth_spark.etl import decode, discover, pairs, plan, quarantine
 from bigearth_spark.etl.plan import NEED, SIDES
 from bigearth_spark.etl.steps import Background, step
-from bigearth_spark.tables import catalog, delta_log, part_files, schema, write
+from bigearth_spark.tables import catalog, part_files, schema, small_tables, write
 from bigearth_spark.tables.lease import IngestLease
 from bigearth_spark.tables.log_store import check_concurrent_writes
 
@@ -62,6 +65,7 @@ UPDATE_FIELDS = [
     T.StructField("ingest_run", T.StringType()),
     T.StructField("updated_at", T.TimestampType()),
 ]
+METADATA_KEYS = ["patch_id", "archive"]
 # the columns of pairs that are not band bytes: Parquet dictionaries and statistics
 SMALL_COLUMNS = [f.name for f in schema.PAIRS_SCHEMA if f.name not in ALL_BANDS]
 # float32 bands (S1 backscatter): zstd level 3 stores them no smaller than level 1 (measured
@@ -116,9 +120,9 @@ def _nomenclature_rows() -> list[tuple]:
     return rows
 
 
-def _content_hash(columns: list[str]) -> Column:
-    """A hash of ``columns`` that tells NULLs apart from values and columns from each other."""
-    return F.xxhash64(F.to_json(F.struct(*columns), {"ignoreNullFields": "false"}))
+def _issue_keys(rows: pa.Table) -> list[tuple[str, str]]:
+    """(path, reason) of each quarantine row: what identifies it."""
+    return list(zip(rows["path"].to_pylist(), rows["reason"].to_pylist(), strict=True))
 
 
 def _finisher(
@@ -160,18 +164,26 @@ class Ingest:
         self._known: dict[str, set[str]] = {}  # the official lists known to the lake, per archive
         self._metadata: DataFrame  # patch_metadata after the lists step, cached for the run
         self._background: list[Background] = []  # steps running beside the main thread
+        self._cached: list[DataFrame] = []  # persisted for the run, unpersisted at its end
+        self._pairs_was_empty = False  # before this run's commits (known from the plan on)
 
     def run(self, inputs: list[str], list_dirs: list[str] | None = None) -> IngestReport:
         """Ingest the archive roots found at ``inputs``; return the report."""
         roots = [r for i in inputs for r in layout.find_roots(i)]
         report = IngestReport(self.run_id, [f"{r.archive_type}:{r.path}" for r in roots])
         log.info("ingest %s: roots %s", self.run_id, report.roots)
-        with self.lease:
-            try:
-                self._steps(inputs, roots, list_dirs or [], report)
-            finally:
-                for task in self._background:  # nothing commits after the lease is given up
-                    task.wait()
+        # the executors list the input (it only reads) while the driver takes the lease and
+        # writes the small tables
+        listing = self._start("discovery", lambda: discover.list_input(self.spark, roots))
+        try:
+            with self.lease:
+                try:
+                    self._steps(inputs, roots, list_dirs or [], listing, report)
+                finally:
+                    for task in self._background:  # nothing commits after the lease is given up
+                        task.wait()
+        finally:
+            listing.wait()
         report.table_versions = {
             name: write.table_state(self.spark, self._path(name))[0] for name in schema.TABLES
         }
@@ -187,29 +199,26 @@ class Ingest:
         inputs: list[str],
         roots: list[layout.ArchiveRoot],
         list_dirs: list[str],
+        listing: Background[tuple[DataFrame, int]],
         report: IngestReport,
     ) -> None:
         """The run's steps, in commit order (see the module's docstring)."""
-        # the executors list the input while the driver writes the dimensions and lists
-        listing = self._start("discovery", lambda: discover.list_input(self.spark, roots))
         with step(self.spark, "tables"):
             self._ensure_tables()
         with step(self.spark, "nomenclature + official lists"):
-            nomenclature = self._start("nomenclature", lambda: self._nomenclature(report))
+            self._nomenclature(report)
             metadata = self._lists(_list_folders(inputs, roots, list_dirs), report)
-            self._known = self._known_lists()
-            if metadata is None:
-                metadata = self._table(schema.PATCH_METADATA).toDF().cache()
-            self._metadata = metadata
-            nomenclature.result()
+            self._metadata = self.spark.createDataFrame(
+                metadata, schema.PATCH_METADATA_SCHEMA
+            ).cache()
+            self._cached.append(self._metadata)
         with step(self.spark, "discovery + plan"):
             found, report.entries = listing.result()
-            todo, unit_ids, input_issues = self._plan(found)
+            todo, counts, unit_ids, input_issues = self._plan(found)
         with step(self.spark, "decode + write pairs"):
-            self._write_pairs(todo, report)
+            unit_issues = self._write_pairs(todo, counts, report)
         with step(self.spark, "derived columns"):
             version, small = self._small_pairs()
-            unit_issues = self._failed_units(todo, small)
             if self._refresh_derived(small, report):
                 small.unpersist()
                 version, small = self._small_pairs()
@@ -220,7 +229,7 @@ class Ingest:
             labels.result()
         with step(self.spark, "completeness + catalog"):
             report.decoded_ok = self._complete_units(unit_ids, small)
-            for frame in (found, todo, small, unit_issues, input_issues, self._metadata):
+            for frame in (found, todo, small, input_issues, *self._cached):
                 frame.unpersist()
             catalog.register(self.spark, self.lake, self.db)
 
@@ -248,100 +257,90 @@ class Ingest:
         for task in created:
             task.result()
 
-    def _known_lists(self) -> dict[str, set[str]]:
-        """The official lists known to the lake, per archive (a few rows, read with pyarrow)."""
-        rows = delta_log.read_small(delta_log.snapshot(self._path(schema.OFFICIAL_LISTS)))
-        known: dict[str, set[str]] = {}
-        for r in rows.to_pylist():
-            known.setdefault(r["archive"], set()).add(r["membership"])
-        return known
-
     # -- 1. dimensions and lists --------------------------------------------------------------
     def _nomenclature(self, report: IngestReport) -> None:
-        rows = _nomenclature_rows()
-        path = self._path(schema.NOMENCLATURE)
-        if write.table_state(self.spark, path)[1] == len(rows):
-            report.inserted[schema.NOMENCLATURE] = 0
-            return
-        df = self.spark.createDataFrame(rows, schema.NOMENCLATURE_SCHEMA)
-        self.lease.check()
-        report.inserted[schema.NOMENCLATURE] = write.insert_new(
-            self._table(schema.NOMENCLATURE), path, df, ["nomenclature", "label_index"]
+        """Make ``nomenclature`` the 43 and 19 classes (no commit when it holds them)."""
+        table = small_tables.open_table(
+            self.spark, self._path(schema.NOMENCLATURE), schema.NOMENCLATURE_SCHEMA
         )
+        rows = small_tables.arrow_rows(_nomenclature_rows(), schema.NOMENCLATURE_SCHEMA)
+        report.inserted[schema.NOMENCLATURE] = 0
+        if not small_tables.same_rows(table.rows, rows):
+            self.lease.check()
+            small_tables.replace(table, rows)
+            report.inserted[schema.NOMENCLATURE] = rows.num_rows
 
-    def _lists(self, folders: list[str], report: IngestReport) -> DataFrame | None:
-        """Write the official lists found in ``folders``; return the rows of ``patch_metadata``
-        (cached) when they are known without reading the table back: it was empty before."""
+    def _lists(self, folders: list[str], report: IngestReport) -> pa.Table:
+        """Write the official lists found in ``folders`` into ``patch_metadata`` (rows new or
+        changed) and ``official_lists``; return the rows of ``patch_metadata`` after that. Small
+        tables: read and written by the driver (pyarrow), one commit each at most."""
         lists = read_lists(folders)
         log.info("official lists: %s; rows %s", lists.sources or "none found", lists.summary())
-        report.inserted[schema.PATCH_METADATA] = 0
-        if lists.metadata.empty:
-            return None
-        meta = self.spark.createDataFrame(lists.metadata, schema.PATCH_METADATA_SCHEMA)
-        columns = meta.columns
-        table, path = self._table(schema.PATCH_METADATA), self._path(schema.PATCH_METADATA)
-        was_empty = write.is_empty(path)
-        if not was_empty:
-            current = table.toDF().select(
-                "patch_id", "archive", _content_hash(columns).alias("_hash")
-            )
-            meta = (
-                meta.withColumn("_hash", _content_hash(columns))
-                .join(current, ["patch_id", "archive", "_hash"], "left_anti")
-                .drop("_hash")
-            )
-        changed = meta.cache()
-        self.lease.check()
-        report.inserted[schema.PATCH_METADATA] = write.upsert(
-            table, path, changed, ["patch_id", "archive"]
+        meta = small_tables.open_table(
+            self.spark, self._path(schema.PATCH_METADATA), schema.PATCH_METADATA_SCHEMA
         )
-        if not was_empty:
-            changed.unpersist()
-        known = [(a, m, lists.sources.get(m)) for a, ms in lists.known.items() for m in sorted(ms)]
-        known_df = self.spark.createDataFrame(known, schema.OFFICIAL_LISTS_SCHEMA)
-        write.replace_where_changed(
-            self._table(schema.OFFICIAL_LISTS),
-            self._path(schema.OFFICIAL_LISTS),
-            known_df,
-            ["archive", "membership"],
-            F.col("archive").isin(list(lists.known)),
+        incoming = small_tables.arrow_rows(lists.metadata, schema.PATCH_METADATA_SCHEMA)
+        changed, updates = small_tables.changed_rows(meta.rows, incoming, METADATA_KEYS)
+        report.inserted[schema.PATCH_METADATA] = changed.num_rows
+        rows = meta.rows
+        if changed.num_rows:
+            self.lease.check()
+            rows = small_tables.upsert(meta, changed, METADATA_KEYS, updates)
+        known = small_tables.open_table(
+            self.spark, self._path(schema.OFFICIAL_LISTS), schema.OFFICIAL_LISTS_SCHEMA
         )
-        return changed if was_empty else None
+        other = pc.invert(pc.is_in(known.rows["archive"], pa.array(list(lists.known), pa.string())))
+        found = [(a, m, lists.sources.get(m)) for a, ms in lists.known.items() for m in sorted(ms)]
+        desired = pa.concat_tables(
+            [
+                known.rows.filter(other),
+                small_tables.arrow_rows(found, schema.OFFICIAL_LISTS_SCHEMA),
+            ]
+        )
+        if not small_tables.same_rows(known.rows, desired):
+            self.lease.check()
+            small_tables.replace(known, desired)
+        self._known = {}
+        for r in desired.to_pylist():
+            self._known.setdefault(r["archive"], set()).add(r["membership"])
+        return rows
 
     # -- 2, 3. discovery and plan --------------------------------------------------------------
-    def _plan(self, found: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
-        """(units to decode with their need flags and metadata, every unit's key and sides,
-        input issues) of the folders ``found``; all small and cached."""
+    def _plan(self, found: DataFrame) -> tuple[DataFrame, dict[bool, int], DataFrame, DataFrame]:
+        """(units to decode with their need flags and metadata, how many of them are new pairs
+        (False) and stored pairs that get a side (True), every unit's key and sides, input
+        issues) of the folders ``found``; all small and cached."""
         metadata = self._metadata
         units, input_issues = discover.discover(found, metadata)
         units = units.cache()
         input_issues = input_issues.cache()
-        if write.is_empty(self._path(schema.PAIRS)) and write.is_empty(
-            self._path(schema.QUARANTINE)
-        ):
+        self._pairs_was_empty = write.is_empty(self._path(schema.PAIRS))
+        if self._pairs_was_empty and write.is_empty(self._path(schema.QUARANTINE)):
             todo = plan.units_to_decode(units, metadata)  # a new lake: nothing to join with
         else:
             pairs_df = self._table(schema.PAIRS).toDF()
             quarantine_df = self._table(schema.QUARANTINE).toDF()
             todo = plan.units_to_decode(units, metadata, pairs_df, quarantine_df)
         todo = todo.cache()
-        n = todo.count()
+        self._cached.append(todo)  # read by the counts and the decode tasks' shuffle
+        counts = {False: 0, True: 0}
+        counts.update({r[0]: r[1] for r in todo.groupBy("is_update").count().collect()})
+        n = sum(counts.values())
         # explicit tasks: adaptive execution would coalesce the small shuffles of paths before
         # into too few
         spread = plan.decode_tasks(todo, n, self.spark.sparkContext.defaultParallelism).cache()
-        spread.count()
-        todo.unpersist()
         tasks = spread.rdd.getNumPartitions()
         log.info("plan: %d units in the input, %d to decode in %d tasks", units.count(), n, tasks)
-        return spread, units, input_issues
+        return spread, counts, units, input_issues
 
     # -- 4. decode + write ---------------------------------------------------------------------
     def _finisher(self, update: bool) -> decode.Finish:
         return _finisher(self._known, self.run_id, datetime.now(timezone.utc), update)
 
-    def _write_new_pairs(self, todo: DataFrame) -> list[str]:
+    def _write_new_pairs(self, todo: DataFrame) -> tuple[list[str], list[dict]]:
         """Decode the units of new pairs and write their rows straight into data files of
-        ``pairs`` from the decode tasks; return the files' Delta ``add`` actions."""
+        ``pairs`` from the decode tasks; return the files' Delta ``add`` actions, and the issues
+        of the units that stored no side (no row of theirs is written)."""
         finish = self._finisher(False)
         writer = part_files.PartitionedFileWriter(
             self._path(schema.PAIRS),
@@ -353,22 +352,38 @@ class Ingest:
         )
 
         def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            decoded = (row for rows, _, _ in decode.decoded_rows(batches, finish) for row in rows)
-            stored = (row for row in decoded if row["stored_sides"])  # failed: see _failed_units
-            for add in writer.write(stored, TaskContext.get().partitionId()):
-                yield pa.RecordBatch.from_pydict({"add": [add]})
+            failed: list[dict] = []
+
+            def stored() -> Iterator[dict]:
+                for rows, _, _ in decode.decoded_rows(batches, finish):
+                    for row in rows:
+                        if row["stored_sides"]:
+                            yield row
+                        else:
+                            failed.extend(row["issues"])
+
+            for add in writer.write(stored(), TaskContext.get().partitionId()):
+                yield pa.RecordBatch.from_pydict({"add": [add], "failed": [None]})
+            issues = [json.dumps(i) for i in failed]
+            yield pa.RecordBatch.from_pydict({"add": [None] * len(issues), "failed": issues})
 
         units = todo.where(~F.col("is_update"))
-        return [r["add"] for r in units.mapInArrow(task, "add string").collect()]
+        out = units.mapInArrow(task, "add string, failed string").collect()
+        adds = [r["add"] for r in out if r["add"] is not None]
+        return adds, [json.loads(r["failed"]) for r in out if r["failed"] is not None]
 
-    def _write_pairs(self, todo: DataFrame, report: IngestReport) -> None:
-        """Append the new pairs, then MERGE the sides that complete stored pairs; the rows
-        written are counted from the commits (the files' statistics, the MERGE's metrics)."""
+    def _write_pairs(
+        self, todo: DataFrame, counts: dict[bool, int], report: IngestReport
+    ) -> DataFrame:
+        """Append the new pairs, then MERGE the sides that complete stored pairs (``counts``:
+        how many units of each, by ``is_update``); the rows written are counted from the commits
+        (the files' statistics, the MERGE's metrics). Return the issues of the units that stored
+        nothing (a stored pair records its failed sides itself)."""
         path = self._path(schema.PAIRS)
-        new, updates = (todo.where(F.col("is_update") == u).count() for u in (False, True))
-        written = 0
+        new, updates = counts[False], counts[True]
+        written, failed = 0, []
         if new:
-            adds = self._write_new_pairs(todo)
+            adds, failed = self._write_new_pairs(todo)
             self.lease.check()
             if adds:
                 write.commit_files(self.spark, path, adds, schema.PARTITION_COLUMNS[schema.PAIRS])
@@ -385,6 +400,7 @@ class Ingest:
             )
             written += merged
         report.inserted[schema.PAIRS] = written
+        return self.spark.createDataFrame(failed, schema.ISSUE)
 
     def _merge_sides(self, rows: DataFrame) -> int:
         """Complete stored pairs with the sides decoded now (e.g. S1 after S2): one MERGE;
@@ -437,19 +453,14 @@ class Ingest:
         small.count()
         return version, small
 
-    def _failed_units(self, todo: DataFrame, small: DataFrame) -> DataFrame:
-        """Issues of the units that this run could not store at all (read again: few)."""
-        written = small.where(F.col("ingest_run") == self.run_id)
-        failed = todo.join(written.select("patch_id"), "patch_id", "left_anti").coalesce(
-            self.spark.sparkContext.defaultParallelism  # few: not one Python task per unit task
-        )
-        issues = decode.decode(failed, [])
-        return issues.select(F.explode("issues").alias("i")).select("i.*").cache()
-
     def _refresh_derived(self, small: DataFrame, report: IngestReport) -> int:
         """Rewrite the derived columns of the rows of ``pairs`` that the current lists and
         metadata derive differently (one MERGE, none when all are current); return how many.
-        Rows this run wrote were derived from the current lists in their decode task."""
+        Rows this run wrote were derived from the current lists in their decode task: none to
+        look at when ``pairs`` was empty before this run."""
+        report.inserted["pairs_derived"] = 0
+        if self._pairs_was_empty:
+            return 0
         earlier = small.where(F.col("ingest_run") != self.run_id)
         stale = pairs.stale_derived(earlier, self._metadata, self._known).cache()
         n = stale.count()
@@ -475,30 +486,23 @@ class Ingest:
         unit_issues: DataFrame,
         report: IngestReport,
     ) -> None:
-        """Make ``quarantine`` the lake's current state (one MERGE, none when unchanged)."""
-        table = self._table(schema.QUARANTINE)
-        current = table.toDF().cache()  # read by several plans: one Delta scan
-        desired = quarantine.desired_state(
-            current,
-            small,
-            self._metadata,
-            input_issues,
-            unit_issues,
-            self.run_id,
-        ).cache()
-        path = self._path(schema.QUARANTINE)
-        new = (
-            desired
-            if write.is_empty(path)
-            else desired.join(current.select("path", "reason"), ["path", "reason"], "left_anti")
+        """Make ``quarantine`` the lake's current state: its rows are computed by Spark from the
+        committed lake and collected (open issues: few), and the small table is replaced in one
+        commit when they changed (none when unchanged)."""
+        table = small_tables.open_table(
+            self.spark, self._path(schema.QUARANTINE), schema.QUARANTINE_SCHEMA
         )
-        report.quarantined = {
-            r["reason"]: r["count"] for r in new.groupBy("reason").count().collect()
-        }
-        self.lease.check()
-        write.replace_where_changed(table, path, desired, ["path", "reason"], F.lit(True))
-        desired.unpersist()
-        current.unpersist()
+        current = self.spark.createDataFrame(table.rows, schema.QUARANTINE_SCHEMA)
+        desired = quarantine.desired_state(
+            current, small, self._metadata, input_issues, unit_issues, self.run_id
+        )
+        rows = small_tables.arrow_rows(desired.toArrow(), schema.QUARANTINE_SCHEMA)
+        known = set(_issue_keys(table.rows))
+        new = Counter(reason for path, reason in _issue_keys(rows) if (path, reason) not in known)
+        report.quarantined = dict(new)
+        if not small_tables.same_rows(table.rows, rows):
+            self.lease.check()
+            small_tables.replace(table, rows)
 
     def _labels(self, small: DataFrame, version: int, report: IngestReport) -> None:
         """Rebuild ``labels`` from ``small`` (``pairs`` at ``version``) when it was built from

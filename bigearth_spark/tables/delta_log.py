@@ -86,6 +86,16 @@ def _checkpoint_actions(log: list[storage.Entry], version: int) -> tuple[int, di
     return start, adds
 
 
+def has_commit(table: str) -> bool:
+    """Whether a Delta table exists at ``table`` (a path or URI): its log holds a commit (one
+    listing of ``_delta_log``, no replay)."""
+    try:
+        log = storage.list_dir(storage.join(storage.normalize(table), "_delta_log"))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return any(_COMMIT.match(p.name) for p in log)
+
+
 def snapshot(table: str, version: int | None = None) -> Snapshot:
     """The live files of ``version`` (default: the latest) of the Delta table at ``table`` (a
     path or URI, see :mod:`bigearth_spark.storage`)."""

@@ -26,9 +26,8 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 from delta.exceptions import DeltaConcurrentModificationException
 from pyspark.sql import SparkSession
-from pyspark.sql.pandas.types import to_arrow_schema
 
-from bigearth_spark.tables import delta_log, part_files, write
+from bigearth_spark.tables import delta_log, small_tables, write
 from bigearth_spark.tables.schema import INGEST_LEASE, INGEST_LEASE_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -147,7 +146,7 @@ class IngestLease:
 
     def holder(self) -> Holder | None:
         """The current holder, or None when the lease is free."""
-        return _holder(delta_log.snapshot(self.path))
+        return _holder(small_tables.read(delta_log.snapshot(self.path), INGEST_LEASE_SCHEMA))
 
     # -- internals -----------------------------------------------------------------------
     def _takeable(self, holder: Holder) -> bool:
@@ -166,24 +165,16 @@ class IngestLease:
         """One transaction: if the holder at its version is ``expected``, replace the table's
         rows with this run's lease row (or with none); False when it is not. The transaction
         reads the whole table, so a concurrent commit to it makes this one fail."""
-        txn = write.start_transaction(self.spark, self.path)
-        snap = delta_log.snapshot(self.path, txn.readVersion())
-        if not expected(_holder(snap)):
+        table = small_tables.open_table(self.spark, self.path, INGEST_LEASE_SCHEMA)
+        if not expected(_holder(table.rows)):
             return False
-        txn.readWholeTable()
-        actions = [part_files.remove_action(f.log_path) for f in snap.files]
-        if with_row:
-            actions.append(part_files.write_file(self.path, self._row()))
-        if actions:
-            write.commit(self.spark, txn, actions, "Overwrite")
+        small_tables.replace(table, self._row() if with_row else None)
         return True
 
     def _row(self) -> pa.Table:
         now = _now()
-        row = [LEASE, self.run_id, self.host, self.pid, now, now + timedelta(seconds=self.ttl_s)]
-        schema = to_arrow_schema(INGEST_LEASE_SCHEMA)
-        columns = [pa.array([v], f.type) for v, f in zip(row, schema, strict=True)]
-        return pa.table(columns, schema=schema)
+        row = (LEASE, self.run_id, self.host, self.pid, now, now + timedelta(seconds=self.ttl_s))
+        return small_tables.arrow_rows([row], INGEST_LEASE_SCHEMA)
 
     def _try_take(self, seen: Holder | None) -> bool:
         """Make the lease ours if its holder is still the one we saw; False when it changed
@@ -215,13 +206,14 @@ class IngestLease:
             pass
 
 
-def _holder(snap: delta_log.Snapshot) -> Holder | None:
-    """The holder recorded in a version of the lease table, or None when it is free."""
-    rows = [r for r in delta_log.read_small(snap).to_pylist() if r["lease"] == LEASE]
+def _holder(rows: pa.Table) -> Holder | None:
+    """The holder recorded in the rows of the lease table, or None when it is free."""
+    rows = [r for r in rows.to_pylist() if r.get("lease") == LEASE]
     if not rows:
         return None
     r = rows[0]
-    return Holder(r["run_id"], r["host"], r["pid"], r["expires_at"])
+    expires = r["expires_at"].astimezone(timezone.utc).replace(tzinfo=None)  # naive UTC
+    return Holder(r["run_id"], r["host"], r["pid"], expires)
 
 
 def _is_conflict(e: BaseException) -> bool:

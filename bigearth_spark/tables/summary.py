@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from delta.tables import DeltaTable
+from concurrent.futures import ThreadPoolExecutor
+
 from pyspark.sql import SparkSession
 from rich.console import Console
 from rich.table import Table
 
+from bigearth_spark.tables import delta_log
 from bigearth_spark.tables.schema import DATABASE, TABLES
 from bigearth_spark.tables.write import table_path, table_state
 
@@ -16,25 +18,25 @@ def lake_summary(spark: SparkSession, lake: str, db: str = DATABASE, top: int = 
     tables = {}
     for name in TABLES:
         path = table_path(lake, name)
-        if DeltaTable.isDeltaTable(spark, path):
+        if delta_log.has_commit(path):
             version, rows = table_state(spark, path)
             tables[name] = {"rows": rows, "version": version}
-    q = spark.sql
-    splits = [
-        r.asDict() for r in q(f"SELECT * FROM {db}.split_counts ORDER BY archive, split").collect()
-    ]
-    labels = [
-        r.asDict()
-        for r in q(
+    queries = {
+        "splits": f"SELECT * FROM {db}.split_counts ORDER BY archive, split",
+        "top_labels": (
             f"SELECT archive, label, COUNT(*) AS patches FROM {db}.labels "
             "WHERE nomenclature = '19' "
             f"GROUP BY archive, label ORDER BY patches DESC, label LIMIT {top}"
-        ).collect()
-    ]
-    quarantine = [
-        r.asDict() for r in q(f"SELECT * FROM {db}.quarantine_counts ORDER BY reason").collect()
-    ]
-    return {"tables": tables, "splits": splits, "top_labels": labels, "quarantine": quarantine}
+        ),
+        "quarantine": f"SELECT * FROM {db}.quarantine_counts ORDER BY reason",
+    }
+
+    def rows(sql: str) -> list[dict]:
+        return [r.asDict() for r in spark.sql(sql).collect()]
+
+    with ThreadPoolExecutor(len(queries)) as pool:  # small queries: side by side
+        results = dict(zip(queries, pool.map(rows, queries.values()), strict=True))
+    return {"tables": tables, **results}
 
 
 def print_summary(summary: dict, console: Console | None = None) -> None:

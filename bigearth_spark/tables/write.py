@@ -1,16 +1,15 @@
-"""Idempotent writes to Delta tables: create-if-missing, insert-new, upsert-changed, replace.
+"""Delta tables of the lake: create-if-missing, state from the log, and Delta transactions that
+commit files written outside Spark (see also :mod:`bigearth_spark.tables.small_tables`).
 
-Each call is one atomic Delta commit (or none when there is nothing to write), so a killed run
-leaves every table at its last version, and a re-run with the same input writes nothing. Appends
-after an anti-join are safe only for the one writer of a lake: the ingest holds the lake's lease
+Each commit is atomic, so a killed run leaves every table at its last version. Appends of rows
+known to be new are safe only for the one writer of a lake: the ingest holds the lake's lease
 (:mod:`bigearth_spark.tables.lease`) while it writes.
 """
 
 from __future__ import annotations
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from bigearth_spark.tables import delta_log
@@ -38,11 +37,8 @@ def table_state(spark: SparkSession, path: str) -> tuple[int, int]:
 def ensure_table(spark: SparkSession, lake: str, name: str, schema: T.StructType) -> None:
     """Create the Delta table at its lake location if it does not exist yet (a table whose log
     has a commit is left alone, without a Spark call)."""
-    try:
-        delta_log.snapshot(table_path(lake, name))
+    if delta_log.has_commit(table_path(lake, name)):
         return
-    except delta_log.DeltaLogError:
-        pass
     builder = (
         DeltaTable.createIfNotExists(spark)
         .location(table_path(lake, name))
@@ -52,13 +48,6 @@ def ensure_table(spark: SparkSession, lake: str, name: str, schema: T.StructType
     for key, value in TABLE_PROPERTIES.get(name, {}).items():
         builder = builder.property(key, value)
     builder.execute()
-
-
-def _on(keys: list[str]) -> Column:
-    cond = F.lit(True)
-    for k in keys:
-        cond = cond & F.col(f"t.{k}").eqNullSafe(F.col(f"s.{k}"))
-    return cond
 
 
 def is_empty(path: str) -> bool:
@@ -71,78 +60,6 @@ def is_empty(path: str) -> bool:
     except delta_log.DeltaLogError:
         return False
     return all(f.num_records == 0 for f in snap.files)
-
-
-def insert_new(table: DeltaTable, path: str, source: DataFrame, keys: list[str]) -> int:
-    """Insert the rows of ``source`` whose ``keys`` are not in ``table`` yet; return how many.
-
-    ``source`` should be persisted by the caller: it is counted, then written.
-    """
-    new = source if is_empty(path) else new_rows(table, source, keys)
-    count = new.count()
-    if count:
-        append(path, new)
-    return count
-
-
-def new_rows(table: DeltaTable, source: DataFrame, keys: list[str]) -> DataFrame:
-    """The rows of ``source`` whose ``keys`` are not in ``table``."""
-    return source.join(table.toDF().select(*keys), on=keys, how="left_anti")
-
-
-def append(path: str, rows: DataFrame) -> None:
-    """Append ``rows`` (already known to be new) to the table at ``path``: one atomic commit,
-    and no MERGE, which would materialise the band bytes once more. Callers hold the lake's
-    lease (the anti-join before it is what keeps keys unique)."""
-    rows.write.format("delta").mode("append").save(path)
-
-
-def upsert(table: DeltaTable, path: str, rows: DataFrame, keys: list[str]) -> int:
-    """Update the rows of ``table`` matching ``keys`` and insert the others; return how many.
-
-    Callers pass only rows that changed (see the row hashes of the ingest), so an unchanged
-    input makes no commit; ``rows`` should be persisted by the caller. Rows that are all new
-    are appended; otherwise one MERGE updates and inserts.
-    """
-    count = rows.count()
-    if not count:
-        return 0
-    if is_empty(path) or new_rows(table, rows.select(*keys), keys).count() == count:
-        append(path, rows)
-    else:
-        (
-            table.alias("t")
-            .merge(rows.alias("s"), _on(keys))
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-    return count
-
-
-def replace_where_changed(
-    table: DeltaTable, path: str, source: DataFrame, keys: list[str], scope: Column
-) -> int:
-    """Make the rows of ``table`` (at ``path``) inside ``scope`` equal ``source``: insert missing
-    ones, delete the ones ``source`` no longer has; return the number of rows inserted plus
-    deleted."""
-    if is_empty(path):
-        added = source.count()
-        if added:
-            append(path, source)
-        return added
-    current = table.toDF().where(scope)
-    added = source.join(current.select(*keys), on=keys, how="left_anti").count()
-    removed = current.join(source.select(*keys), on=keys, how="left_anti").count()
-    if added or removed:
-        (
-            table.alias("t")
-            .merge(source.alias("s"), _on(keys))
-            .whenNotMatchedInsertAll()
-            .whenNotMatchedBySourceDelete(condition=scope)
-            .execute()
-        )
-    return added + removed
 
 
 def start_transaction(spark: SparkSession, path: str):

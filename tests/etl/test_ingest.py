@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import rasterio
 
@@ -388,9 +389,18 @@ def test_nothing_readable_exits_non_zero(spark, tmp_path):
     ]
 
 
-def test_change_detection_tells_nulls_apart(spark):
-    from bigearth_spark.etl.ingest import _content_hash
+def test_change_detection_tells_nulls_apart():
+    from bigearth_spark.tables.small_tables import changed_rows
 
-    df = spark.createDataFrame([(True, None), (None, True), (None, None)], "a boolean, b boolean")
-    hashes = [r[0] for r in df.select(_content_hash(["a", "b"])).collect()]
-    assert len(set(hashes)) == 3
+    stored = pa.table({"k": ["a", "b", "c"], "x": [True, None, None], "y": [None, True, None]})
+    same = pa.table({"k": ["c", "b", "a"], "x": [None, None, True], "y": [None, True, None]})
+    assert changed_rows(stored, same, ["k"])[0].num_rows == 0
+    # the flags swapped: (true, NULL) and (NULL, true) are different rows
+    swapped = pa.table({"k": ["a", "b"], "x": [None, True], "y": [True, None]})
+    rows, updates = changed_rows(stored, swapped, ["k"])
+    assert rows.to_pylist() == swapped.to_pylist() and updates
+    lists = pa.table({"k": ["a", "b", "c"], "l": pa.array([None, [], [""]], pa.list_(pa.string()))})
+    other = pa.table({"k": ["a", "b", "c"], "l": pa.array([[], None, []], pa.list_(pa.string()))})
+    assert changed_rows(lists, other, ["k"])[0].num_rows == 3
+    new, updates = changed_rows(stored, pa.table({"k": ["d"], "x": [True], "y": [None]}), ["k"])
+    assert new["k"].to_pylist() == ["d"] and not updates
