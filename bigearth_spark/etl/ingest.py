@@ -7,8 +7,8 @@ Its commits are ordered so that a kill between any two is repaired by the next r
 
 1. ``nomenclature``, then the official lists → ``patch_metadata`` and ``official_lists``: small
    tables that the driver reads and writes itself (:mod:`bigearth_spark.tables.small_tables`);
-2. discovery on the executors → pair units (paths only) and input issues (the listing starts
-   first and runs while the driver does step 1);
+2. discovery on the executors → pair units (paths only) and input issues (the listing only
+   reads: it starts before the lease and runs while the driver takes it and does step 1);
 3. plan: units anti-joined with the lake on patch ids (never paths: the same archive at another
    mount is a no-op), and with the folders quarantined for a permanent reason;
 4. decode + write: a decode task decodes the units of new pairs, computes their derived
@@ -44,7 +44,7 @@ from pyspark.sql import types as T
 from bigearth_spark.archive import layout
 from bigearth_spark.archive.bands import ALL_BANDS, band
 from bigearth_spark.archive.labels import CLASSES_19, CLASSES_43
-from bigearth_spark.archive.lists import read_lists
+from bigearth_spark.archive.lists import OfficialLists, read_lists
 from bigearth_spark.config import normalize_lake
 from bigearth_spark.etl import decode, discover, pairs, plan, quarantine
 from bigearth_spark.etl.plan import NEED, SIDES
@@ -66,6 +66,8 @@ UPDATE_FIELDS = [
     T.StructField("updated_at", T.TimestampType()),
 ]
 METADATA_KEYS = ["patch_id", "archive"]
+# what a decode task of new pairs returns: a file's Delta add action, or a failed unit's issue
+TASK_OUTPUT = pa.schema([("add", pa.string()), ("failed", pa.string())])
 # the columns of pairs that are not band bytes: Parquet dictionaries and statistics
 SMALL_COLUMNS = [f.name for f in schema.PAIRS_SCHEMA if f.name not in ALL_BANDS]
 # float32 bands (S1 backscatter): zstd level 3 stores them no smaller than level 1 (measured
@@ -286,6 +288,13 @@ class Ingest:
         if changed.num_rows:
             self.lease.check()
             rows = small_tables.upsert(meta, changed, METADATA_KEYS, updates)
+        self._official_lists(lists)
+        return rows
+
+    def _official_lists(self, lists: OfficialLists) -> None:
+        """Record the memberships that ``lists`` tell for their archives in ``official_lists``
+        (other archives' rows stay); keep the lake's lists, per archive, for the derived
+        columns."""
         known = small_tables.open_table(
             self.spark, self._path(schema.OFFICIAL_LISTS), schema.OFFICIAL_LISTS_SCHEMA
         )
@@ -303,7 +312,6 @@ class Ingest:
         self._known = {}
         for r in desired.to_pylist():
             self._known.setdefault(r["archive"], set()).add(r["membership"])
-        return rows
 
     # -- 2, 3. discovery and plan --------------------------------------------------------------
     def _plan(self, found: DataFrame) -> tuple[DataFrame, dict[bool, int], DataFrame, DataFrame]:
@@ -363,9 +371,10 @@ class Ingest:
                             failed.extend(row["issues"])
 
             for add in writer.write(stored(), TaskContext.get().partitionId()):
-                yield pa.RecordBatch.from_pydict({"add": [add], "failed": [None]})
+                yield pa.RecordBatch.from_pydict({"add": [add], "failed": [None]}, TASK_OUTPUT)
             issues = [json.dumps(i) for i in failed]
-            yield pa.RecordBatch.from_pydict({"add": [None] * len(issues), "failed": issues})
+            out = {"add": [None] * len(issues), "failed": issues}
+            yield pa.RecordBatch.from_pydict(out, TASK_OUTPUT)
 
         units = todo.where(~F.col("is_update"))
         out = units.mapInArrow(task, "add string, failed string").collect()
