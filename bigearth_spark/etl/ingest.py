@@ -3,7 +3,9 @@
 A run holds the lake's lease (:mod:`bigearth_spark.tables.lease`), so one ingest writes a lake
 at a time and concurrent jobs queue instead of racing (on S3 only with the multi-writer LogStore,
 :mod:`bigearth_spark.tables.log_store`; without it a run must promise to be the only writer).
-Its commits are ordered so that a kill between any two is repaired by the next run:
+Its commits are ordered so that a kill between any two is repaired by the next run. What the
+steps need to know of the lake as it was is read once, when the run holds the lease
+(:class:`LakeAtStart`):
 
 1. ``nomenclature``, then the official lists → ``patch_metadata`` and ``official_lists``: small
    tables that the driver reads and writes itself (:mod:`bigearth_spark.tables.small_tables`);
@@ -11,23 +13,20 @@ Its commits are ordered so that a kill between any two is repaired by the next r
    reads: it starts before the lease and runs while the driver takes it and does step 1);
 3. plan: units anti-joined with the lake on patch ids (never paths: the same archive at another
    mount is a no-op), and with the folders quarantined for a permanent reason;
-4. decode + write: a decode task decodes the units of new pairs, computes their derived
-   columns and writes the rows into data files of ``pairs`` itself (pyarrow, no shuffle, no
-   cache of band bytes, no hop through the JVM); the driver commits all the files as one Delta
-   append. Units that complete a stored pair (its S1 arriving later) are MERGEd;
-5. derived state, recomputed from the committed lake every run: derived columns of ``pairs``
-   whose lists changed, then ``quarantine`` (current state of the lake) and, beside it,
-   ``labels`` (stamped with the ``pairs`` version it was built from);
+4. decode + write (:mod:`bigearth_spark.etl.write_pairs`): new pairs appended in one commit
+   of files that the decode tasks wrote; units that complete a stored pair MERGEd;
+5. derived state, recomputed from the committed lake every run
+   (:mod:`bigearth_spark.etl.derived`): derived columns of ``pairs`` whose lists changed, then
+   ``quarantine`` (current state of the lake) and, beside it, ``labels``;
 6. register ``<db>.<table>`` and the views.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -35,44 +34,23 @@ from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from delta.tables import DeltaTable
-from pyspark import TaskContext
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from bigearth_spark.archive import layout
-from bigearth_spark.archive.bands import ALL_BANDS, band
 from bigearth_spark.archive.labels import CLASSES_19, CLASSES_43
 from bigearth_spark.archive.lists import OfficialLists, read_lists
 from bigearth_spark.config import normalize_lake
-from bigearth_spark.etl import decode, discover, pairs, plan, quarantine
-from bigearth_spark.etl.plan import NEED, SIDES
+from bigearth_spark.etl import derived, discover, plan, quarantine
 from bigearth_spark.etl.steps import Background, step
-from bigearth_spark.tables import catalog, part_files, schema, small_tables, write
+from bigearth_spark.etl.write_pairs import PairsWriter
+from bigearth_spark.tables import catalog, schema, small_tables, write
 from bigearth_spark.tables.lease import IngestLease
 from bigearth_spark.tables.log_store import check_concurrent_writes
 
 log = logging.getLogger(__name__)
 T_ = TypeVar("T_")
-# where a side's columns come from in a MERGE that completes a stored pair
-S2_COLUMNS = ("tile", "acquired", "source_product", "epsg", "ulx", "uly", "lrx", "lry")
-S1_COLUMNS = ("s1_patch_id", "s1_acquired", "s1_source_product")
-# columns a decode task adds to a row of a stored pair before the MERGE
-UPDATE_FIELDS = [
-    *schema.PAIR_DERIVED,
-    T.StructField("_new_s2_path", T.StringType()),
-    T.StructField("ingest_run", T.StringType()),
-    T.StructField("updated_at", T.TimestampType()),
-]
 METADATA_KEYS = ["patch_id", "archive"]
-# what a decode task of new pairs returns: a file's Delta add action, or a failed unit's issue
-TASK_OUTPUT = pa.schema([("add", pa.string()), ("failed", pa.string())])
-# the columns of pairs that are not band bytes: Parquet dictionaries and statistics
-SMALL_COLUMNS = [f.name for f in schema.PAIRS_SCHEMA if f.name not in ALL_BANDS]
-# float32 bands (S1 backscatter): zstd level 3 stores them no smaller than level 1 (measured
-# 0.860 and 0.845 of the raw bytes for VV and VH at both levels) at twice the cost
-FAST_COLUMNS = frozenset(n for n in ALL_BANDS if band(n).dtype == "float32")
 
 
 @dataclass
@@ -85,7 +63,6 @@ class IngestReport:
     decoded_ok: int = 0  # pair units of the input whose sides are all in the lake after the run
     inserted: dict[str, int] = field(default_factory=dict)  # rows written per table
     quarantined: dict[str, int] = field(default_factory=dict)  # new quarantine rows by reason
-    table_versions: dict[str, int] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
@@ -127,24 +104,20 @@ def _issue_keys(rows: pa.Table) -> list[tuple[str, str]]:
     return list(zip(rows["path"].to_pylist(), rows["reason"].to_pylist(), strict=True))
 
 
-def _finisher(
-    archive_known: dict[str, set[str]], run_id: str, now: datetime, update: bool
-) -> decode.Finish:
-    """Completes a decoded row in its task: derived columns (for a stored pair that gets a side
-    now, as the pair will be after the MERGE) and the run's stamp."""
+@dataclass(frozen=True)
+class LakeAtStart:
+    """What a run's steps need to know of the lake as it was when the run took its lease."""
 
-    def finish(row: dict, unit: dict) -> None:
-        meta = {c: unit[c] for c in pairs.META}
-        if update:
-            row["_new_s2_path"] = row.get("s2_path")
-            row["s2_path"] = row.get("s2_path") or unit["_stored_s2_path"]
-            if "s2" not in row["stored_sides"] and unit["_stored_labels43"] is not None:
-                row["labels43"] = unit["_stored_labels43"]
-        view = {"labels43": None, "s2_path": None, **row, **meta}
-        row.update(pairs.derived_values(view, archive_known))
-        row.update(ingest_run=run_id, updated_at=now)
+    pairs_empty: bool
+    quarantine_empty: bool
 
-    return finish
+    @classmethod
+    def read(cls, lake: str) -> LakeAtStart:
+        """Read it from the tables' logs (no Spark job)."""
+        return cls(
+            pairs_empty=write.is_empty(write.table_path(lake, schema.PAIRS)),
+            quarantine_empty=write.is_empty(write.table_path(lake, schema.QUARANTINE)),
+        )
 
 
 class Ingest:
@@ -167,7 +140,6 @@ class Ingest:
         self._metadata: DataFrame  # patch_metadata after the lists step, cached for the run
         self._background: list[Background] = []  # steps running beside the main thread
         self._cached: list[DataFrame] = []  # persisted for the run, unpersisted at its end
-        self._pairs_was_empty = False  # before this run's commits (known from the plan on)
 
     def run(self, inputs: list[str], list_dirs: list[str] | None = None) -> IngestReport:
         """Ingest the archive roots found at ``inputs``; return the report."""
@@ -186,9 +158,6 @@ class Ingest:
                         task.wait()
         finally:
             listing.wait()
-        report.table_versions = {
-            name: write.table_state(self.spark, self._path(name))[0] for name in schema.TABLES
-        }
         return report
 
     def _start(self, name: str, action: Callable[[], T_]) -> Background[T_]:
@@ -207,6 +176,7 @@ class Ingest:
         """The run's steps, in commit order (see the module's docstring)."""
         with step(self.spark, "tables"):
             self._ensure_tables()
+            start = LakeAtStart.read(self.lake)
         with step(self.spark, "nomenclature + official lists"):
             self._nomenclature(report)
             metadata = self._lists(_list_folders(inputs, roots, list_dirs), report)
@@ -216,19 +186,23 @@ class Ingest:
             self._cached.append(self._metadata)
         with step(self.spark, "discovery + plan"):
             found, report.entries = listing.result()
-            todo, counts, unit_ids, input_issues = self._plan(found)
+            todo, counts, unit_ids, input_issues = self._plan(found, start)
         with step(self.spark, "decode + write pairs"):
-            unit_issues = self._write_pairs(todo, counts, report)
+            writer = PairsWriter(
+                self.spark, self._path(schema.PAIRS), self.run_id, self._known, self.lease.check
+            )
+            report.inserted[schema.PAIRS], unit_issues = writer.write(todo, counts)
         with step(self.spark, "derived columns"):
-            version, small = self._small_pairs()
-            if self._refresh_derived(small, report):
-                small.unpersist()
-                version, small = self._small_pairs()
+            version, small = self._derived_columns(start, report)
         with step(self.spark, "quarantine + labels"):
             # two tables, each rebuilt from the same committed pairs: built side by side
-            labels = self._start("labels", lambda: self._labels(small, version, report))
+            labels_path = self._path(schema.LABELS)
+            labels = self._start(
+                "labels",
+                lambda: derived.rebuild_labels(labels_path, small, version, self.lease.check),
+            )
             self._quarantine(small, input_issues, unit_issues, report)
-            labels.result()
+            report.inserted[schema.LABELS] = labels.result()
         with step(self.spark, "completeness + catalog"):
             report.decoded_ok = self._complete_units(unit_ids, small)
             for frame in (found, todo, small, input_issues, *self._cached):
@@ -237,9 +211,6 @@ class Ingest:
 
     def _path(self, name: str) -> str:
         return write.table_path(self.lake, name)
-
-    def _table(self, name: str) -> DeltaTable:
-        return DeltaTable.forPath(self.spark, self._path(name))
 
     def _ensure_tables(self) -> None:
         """Create the lake's missing tables, side by side (each is one Delta commit of its own,
@@ -314,7 +285,9 @@ class Ingest:
             self._known.setdefault(r["archive"], set()).add(r["membership"])
 
     # -- 2, 3. discovery and plan --------------------------------------------------------------
-    def _plan(self, found: DataFrame) -> tuple[DataFrame, dict[bool, int], DataFrame, DataFrame]:
+    def _plan(
+        self, found: DataFrame, start: LakeAtStart
+    ) -> tuple[DataFrame, dict[bool, int], DataFrame, DataFrame]:
         """(units to decode with their need flags and metadata, how many of them are new pairs
         (False) and stored pairs that get a side (True), every unit's key and sides, input
         issues) of the folders ``found``; all small and cached."""
@@ -322,12 +295,13 @@ class Ingest:
         units, input_issues = discover.discover(found, metadata)
         units = units.cache()
         input_issues = input_issues.cache()
-        self._pairs_was_empty = write.is_empty(self._path(schema.PAIRS))
-        if self._pairs_was_empty and write.is_empty(self._path(schema.QUARANTINE)):
+        if start.pairs_empty and start.quarantine_empty:
             todo = plan.units_to_decode(units, metadata)  # a new lake: nothing to join with
         else:
-            pairs_df = self._table(schema.PAIRS).toDF()
-            quarantine_df = self._table(schema.QUARANTINE).toDF()
+            pairs_df, quarantine_df = (
+                self.spark.read.format("delta").load(self._path(name))
+                for name in (schema.PAIRS, schema.QUARANTINE)
+            )
             todo = plan.units_to_decode(units, metadata, pairs_df, quarantine_df)
         todo = todo.cache()
         self._cached.append(todo)  # read by the counts and the decode tasks' shuffle
@@ -341,152 +315,24 @@ class Ingest:
         log.info("plan: %d units in the input, %d to decode in %d tasks", units.count(), n, tasks)
         return spread, counts, units, input_issues
 
-    # -- 4. decode + write ---------------------------------------------------------------------
-    def _finisher(self, update: bool) -> decode.Finish:
-        return _finisher(self._known, self.run_id, datetime.now(timezone.utc), update)
-
-    def _write_new_pairs(self, todo: DataFrame) -> tuple[list[str], list[dict]]:
-        """Decode the units of new pairs and write their rows straight into data files of
-        ``pairs`` from the decode tasks; return the files' Delta ``add`` actions, and the issues
-        of the units that stored no side (no row of theirs is written)."""
-        finish = self._finisher(False)
-        writer = part_files.PartitionedFileWriter(
-            self._path(schema.PAIRS),
-            schema.PAIRS_SCHEMA,
-            "split",
-            dictionary=SMALL_COLUMNS,
-            statistics=SMALL_COLUMNS,
-            fast=FAST_COLUMNS,
-        )
-
-        def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            failed: list[dict] = []
-
-            def stored() -> Iterator[dict]:
-                for rows, _, _ in decode.decoded_rows(batches, finish):
-                    for row in rows:
-                        if row["stored_sides"]:
-                            yield row
-                        else:
-                            failed.extend(row["issues"])
-
-            for add in writer.write(stored(), TaskContext.get().partitionId()):
-                yield pa.RecordBatch.from_pydict({"add": [add], "failed": [None]}, TASK_OUTPUT)
-            issues = [json.dumps(i) for i in failed]
-            out = {"add": [None] * len(issues), "failed": issues}
-            yield pa.RecordBatch.from_pydict(out, TASK_OUTPUT)
-
-        units = todo.where(~F.col("is_update"))
-        out = units.mapInArrow(task, "add string, failed string").collect()
-        adds = [r["add"] for r in out if r["add"] is not None]
-        return adds, [json.loads(r["failed"]) for r in out if r["failed"] is not None]
-
-    def _write_pairs(
-        self, todo: DataFrame, counts: dict[bool, int], report: IngestReport
-    ) -> DataFrame:
-        """Append the new pairs, then MERGE the sides that complete stored pairs (``counts``:
-        how many units of each, by ``is_update``); the rows written are counted from the commits
-        (the files' statistics, the MERGE's metrics). Return the issues of the units that stored
-        nothing (a stored pair records its failed sides itself)."""
-        path = self._path(schema.PAIRS)
-        new, updates = counts[False], counts[True]
-        written, failed = 0, []
-        if new:
-            adds, failed = self._write_new_pairs(todo)
-            self.lease.check()
-            if adds:
-                write.commit_files(self.spark, path, adds, schema.PARTITION_COLUMNS[schema.PAIRS])
-                written += sum(part_files.num_records(a) for a in adds)
-        if updates:
-            self.lease.check()
-            passthrough = [*NEED, "_stored_s2_path", "_stored_labels43"]
-            rows = decode.decode(
-                todo.where(F.col("is_update")), passthrough, self._finisher(True), UPDATE_FIELDS
-            )
-            # a stored pair also records a side that failed now
-            merged = self._merge_sides(
-                rows.where((F.size("stored_sides") > 0) | (F.size("issues") > 0))
-            )
-            written += merged
-        report.inserted[schema.PAIRS] = written
-        return self.spark.createDataFrame(failed, schema.ISSUE)
-
-    def _merge_sides(self, rows: DataFrame) -> int:
-        """Complete stored pairs with the sides decoded now (e.g. S1 after S2): one MERGE;
-        return the number of rows it updated."""
-        s = lambda c: F.col(f"s.{c}")  # noqa: E731
-        t = lambda c: F.col(f"t.{c}")  # noqa: E731
-        got = lambda side: F.array_contains(s("stored_sides"), side)  # noqa: E731
-        sets: dict[str, Column] = {}
-        for side, fields in schema.SIDES.items():
-            for c in [*(f.name for f in fields), schema.SIDE_PATH[side]]:
-                sets[c] = F.when(got(side), s(c)).otherwise(t(c))
-        for c in S2_COLUMNS:
-            sets[c] = F.when(got("s2"), s(c)).otherwise(F.coalesce(t(c), s(c)))
-        for c in S1_COLUMNS:
-            sets[c] = F.when(got("s1"), s(c)).otherwise(t(c))
-        sets["s2_path"] = F.when(got("s2"), s("_new_s2_path")).otherwise(t("s2_path"))
-        sets["labels43"] = s("labels43")  # as the derived columns saw it (see _decoded)
-        tried = F.filter(
-            F.array(*[F.when(s(f"need_{x}"), F.lit(x)) for x in SIDES]), lambda x: x.isNotNull()
-        )
-        kept = F.filter(
-            F.coalesce(t("issues"), F.array()), lambda i: ~F.array_contains(tried, i["kind"])
-        )
-        sets["issues"] = F.concat(kept, s("issues"))
-        for c in (*pairs.DERIVED, "ingest_run", "updated_at"):
-            sets[c] = s(c)
-        metrics = (
-            self._table(schema.PAIRS)
-            .alias("t")
-            .merge(rows.alias("s"), "t.patch_id = s.patch_id")
-            .whenMatchedUpdate(set=sets)
-            .execute()
-        )
-        return metrics.first()["num_updated_rows"]
-
     # -- 5. derived state ----------------------------------------------------------------------
-    def _small_pairs(self) -> tuple[int, DataFrame]:
-        """(version, the small columns of ``pairs`` at that version), read once and cached in a
-        few partitions: every derived step reads this, never the data files again."""
+    def _derived_columns(self, start: LakeAtStart, report: IngestReport) -> tuple[int, DataFrame]:
+        """Refresh the derived columns of stored pairs that the current lists derive
+        differently; return (the ``pairs`` version after that, its small columns, cached). Rows
+        this run wrote were derived from the current lists in their decode task: none to look
+        at when ``pairs`` was empty before this run."""
         path = self._path(schema.PAIRS)
-        version = write.table_state(self.spark, path)[0]
-        small = (
-            self.spark.read.format("delta")
-            .option("versionAsOf", version)
-            .load(path)
-            .select(*SMALL_COLUMNS)
-            .coalesce(self.spark.sparkContext.defaultParallelism)
-            .cache()
-        )
-        small.count()
-        return version, small
-
-    def _refresh_derived(self, small: DataFrame, report: IngestReport) -> int:
-        """Rewrite the derived columns of the rows of ``pairs`` that the current lists and
-        metadata derive differently (one MERGE, none when all are current); return how many.
-        Rows this run wrote were derived from the current lists in their decode task: none to
-        look at when ``pairs`` was empty before this run."""
+        version, small = derived.small_pairs(self.spark, path)
         report.inserted["pairs_derived"] = 0
-        if self._pairs_was_empty:
-            return 0
+        if start.pairs_empty:
+            return version, small
         earlier = small.where(F.col("ingest_run") != self.run_id)
-        stale = pairs.stale_derived(earlier, self._metadata, self._known).cache()
-        n = stale.count()
+        n = derived.refresh_columns(path, earlier, self._metadata, self._known, self.lease.check)
         report.inserted["pairs_derived"] = n
-        if n:
-            self.lease.check()
-            sets = {c: F.col(f"s.{c}") for c in pairs.DERIVED}
-            sets["updated_at"] = F.current_timestamp()
-            (
-                self._table(schema.PAIRS)
-                .alias("t")
-                .merge(F.broadcast(stale).alias("s"), "t.patch_id = s.patch_id")
-                .whenMatchedUpdate(set=sets)
-                .execute()
-            )
-        stale.unpersist()
-        return n
+        if not n:
+            return version, small
+        small.unpersist()
+        return derived.small_pairs(self.spark, path)
 
     def _quarantine(
         self,
@@ -512,21 +358,6 @@ class Ingest:
         if not small_tables.same_rows(table.rows, rows):
             self.lease.check()
             small_tables.replace(table, rows)
-
-    def _labels(self, small: DataFrame, version: int, report: IngestReport) -> None:
-        """Rebuild ``labels`` from ``small`` (``pairs`` at ``version``) when it was built from
-        another ``pairs`` version."""
-        stamp = f"pairs_version={version}"
-        last = self._table(schema.LABELS).history(1).first()
-        report.inserted[schema.LABELS] = 0
-        if last is not None and last["userMetadata"] == stamp:
-            return
-        labels = pairs.long_labels(small)
-        self.lease.check()
-        labels.write.format("delta").mode("overwrite").option("userMetadata", stamp).save(
-            self._path(schema.LABELS)
-        )
-        report.inserted[schema.LABELS] = write.table_state(self.spark, self._path(schema.LABELS))[1]
 
     def _complete_units(self, units: DataFrame, small: DataFrame) -> int:
         """Units of the input whose every side is in the lake now."""

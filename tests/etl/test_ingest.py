@@ -209,7 +209,7 @@ def test_incremental_s2_then_s1_and_a_killed_run(spark, v1_archive, v1_lake, tmp
     n_pairs = pairs.count()
     # a run that dies after the pairs MERGE, before the derived tables, leaves labels and the
     # quarantine of the last run behind ...
-    monkeypatch.setattr(Ingest, "_refresh_derived", lambda self, *args: sys.exit(9))
+    monkeypatch.setattr(Ingest, "_derived_columns", lambda self, *args: sys.exit(9))
     with pytest.raises(SystemExit):
         Ingest(spark, lake, lock_wait_s=0).run([str(root / "BigEarthNet-S1-v1.0")], [lists])
     monkeypatch.undo()

@@ -1,0 +1,78 @@
+"""Step 5 of the ingest: state derived from the committed ``pairs``, recomputed every run.
+
+The derived columns of stored pairs whose lists or metadata changed, and ``labels`` (stamped
+with the ``pairs`` version it was built from). Both read the small columns of ``pairs`` once
+(:func:`small_pairs`), never its band bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from bigearth_spark.etl import pairs
+from bigearth_spark.etl.write_pairs import SMALL_COLUMNS
+from bigearth_spark.tables import write
+
+
+def small_pairs(spark: SparkSession, path: str) -> tuple[int, DataFrame]:
+    """(latest version, the small columns of the ``pairs`` table at ``path`` at that version),
+    read once and cached in a few partitions: every derived step reads this, never the data
+    files again."""
+    version = write.table_state(spark, path)[0]
+    small = (
+        spark.read.format("delta")
+        .option("versionAsOf", version)
+        .load(path)
+        .select(*SMALL_COLUMNS)
+        .coalesce(spark.sparkContext.defaultParallelism)
+        .cache()
+    )
+    small.count()
+    return version, small
+
+
+def refresh_columns(
+    path: str,
+    earlier: DataFrame,
+    metadata: DataFrame,
+    known: dict[str, set[str]],
+    check: Callable[[], None],
+) -> int:
+    """Rewrite the derived columns of the rows ``earlier`` (small columns of rows of the
+    ``pairs`` table at ``path`` that another run wrote) that the current ``metadata`` and lists
+    (``known``, per archive) derive differently: one MERGE, none when all are current; return
+    how many. ``check`` is called before the commit."""
+    stale = pairs.stale_derived(earlier, metadata, known).cache()
+    n = stale.count()
+    if n:
+        check()
+        sets = {c: F.col(f"s.{c}") for c in pairs.DERIVED}
+        sets["updated_at"] = F.current_timestamp()
+        (
+            DeltaTable.forPath(earlier.sparkSession, path)
+            .alias("t")
+            .merge(F.broadcast(stale).alias("s"), "t.patch_id = s.patch_id")
+            .whenMatchedUpdate(set=sets)
+            .execute()
+        )
+    stale.unpersist()
+    return n
+
+
+def rebuild_labels(path: str, small: DataFrame, version: int, check: Callable[[], None]) -> int:
+    """Rebuild the ``labels`` table at ``path`` from ``small`` (``pairs`` at ``version``) when
+    it was built from another ``pairs`` version; return the rows written (0 when current).
+    ``check`` is called before the commit."""
+    spark = small.sparkSession
+    stamp = f"pairs_version={version}"
+    last = DeltaTable.forPath(spark, path).history(1).first()
+    if last is not None and last["userMetadata"] == stamp:
+        return 0
+    labels = pairs.long_labels(small)
+    check()
+    labels.write.format("delta").mode("overwrite").option("userMetadata", stamp).save(path)
+    return write.table_state(spark, path)[1]
