@@ -2,7 +2,9 @@
 
 For each ``--pairs`` size (e.g. ``--pairs 2000,20000``) it generates (once, cached) a synthetic
 v1 archive and measures, all on this machine:
-  * rasterio loop: every tif of up to 2,000 pairs opened and read with rasterio, JSON parsed;
+  * rasterio loop: every tif of up to 1,000 pairs opened and read with rasterio, JSON parsed,
+    once before and once after the Spark runs: this machine's speed drifts by up to ±20 % within
+    minutes, and the baseline is the rate of both loops together;
   * decode only: discovery + decode on the executors, counted, nothing written (a plain
     ``spark-submit`` of this script with ``--decode-only``): the rate of the whole run, as the
     ingest's, and of its decode stage alone, timed inside the run (no Spark start);
@@ -37,7 +39,7 @@ ROOT = HERE.parent
 OUT = HERE / "out"
 BIN = Path(sys.executable).parent
 FULL_ARCHIVE = 590_326
-RASTERIO_PAIRS = 2000
+RASTERIO_PAIRS = 1000
 
 
 def archive(pairs: int) -> Path:
@@ -148,7 +150,7 @@ def measure(pairs: int) -> dict[str, float]:
     folders = patch_folders(root)
     sample = [f for f in folders if f.parent.name == "BigEarthNet-v1.0"][:RASTERIO_PAIRS]
     sample += [f for f in folders if f.parent.name == "BigEarthNet-S1-v1.0"][:RASTERIO_PAIRS]
-    raster_rate = len(sample) / rasterio_loop(sample)
+    raster_before = rasterio_loop(sample)
     submit = [str(BIN / "spark-submit")]
     decode_s, _, out = run_measured([*submit, str(HERE / "ingest.py"), "--decode-only", str(root)])
     rate = [line for line in out.splitlines() if line.startswith("decode_patches_per_s=")]
@@ -158,6 +160,11 @@ def measure(pairs: int) -> dict[str, float]:
     job = [*submit, str(ROOT / "jobs" / "ingest.py"), "--input", str(root), "--lake", str(lake)]
     seconds, peak, log = run_measured(job)
     (OUT / f"ingest_{pairs}.log").write_text(log)
+    raster_after = rasterio_loop(sample)
+    print(
+        f"  {pairs} pairs: rasterio loop before / after the Spark runs: "
+        f"{len(sample) / raster_before:.1f} / {len(sample) / raster_after:.1f} patches/s"
+    )
     for line in log.splitlines():  # the job's own step times
         if " done in " in line:
             print(f"  {pairs} pairs: {line.split('ingest: ', 1)[-1]}")
@@ -167,7 +174,7 @@ def measure(pairs: int) -> dict[str, float]:
     figures = {
         "pairs": pairs,
         "patches": patches,
-        "rasterio_patches_per_s": raster_rate,
+        "rasterio_patches_per_s": 2 * len(sample) / (raster_before + raster_after),
         "decode_run_patches_per_s": patches / decode_s,
         "decode_stage_patches_per_s": stage_rate,
         "ingest_s": seconds,

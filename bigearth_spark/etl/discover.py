@@ -172,7 +172,9 @@ def discover(found: DataFrame, metadata: DataFrame) -> tuple[DataFrame, DataFram
             F.explode(F.slice(name, 2, 1 << 30)).alias("x"),
         ).select("_first", "x.folder_id", "x.path")
         issues = issues.unionByName(extra.select(_extra_issue(name).alias("issue")))
-    return units, issues.select("issue.*")
+    # one partition: a union of five small parts would carry all their partitions (~40) into
+    # every later step that reads the issues (the quarantine's state, each run)
+    return units, issues.select("issue.*").coalesce(1)
 
 
 def _extra_issue(side: str) -> Column:

@@ -118,9 +118,7 @@ def lake_issues(pairs: DataFrame, metadata: DataFrame) -> DataFrame:
     partner is not stored, S2 patches without an S1 partner in archives whose S1 patches are in
     the lake, v2 S2 patches absent from the v2 metadata. Rows of ``ISSUE``."""
     p = pairs.select("patch_id", "archive", "s1_patch_id", "s2_path", "s1_path")
-    s1_archives = [
-        r.archive for r in p.where("s1_path IS NOT NULL").select("archive").distinct().collect()
-    ]
+    s1_archives = p.where("s1_path IS NOT NULL").select("archive").distinct()
     lonely_s1 = p.where("s1_path IS NOT NULL AND s2_path IS NULL").select(
         issue(
             F.col("s1_patch_id"),
@@ -131,14 +129,18 @@ def lake_issues(pairs: DataFrame, metadata: DataFrame) -> DataFrame:
         ).alias("i")
     )
     no_s1 = F.col("s2_path").isNotNull() & F.col("s1_path").isNull()
-    lonely_s2 = p.where(no_s1 & F.col("archive").isin(s1_archives)).select(
-        issue(
-            F.col("patch_id"),
-            "s2",
-            F.col("s2_path"),
-            "missing_s1_partner",
-            "no S1 partner in the lake",
-        ).alias("i")
+    lonely_s2 = (
+        p.where(no_s1)
+        .join(F.broadcast(s1_archives), "archive", "left_semi")
+        .select(
+            issue(
+                F.col("patch_id"),
+                "s2",
+                F.col("s2_path"),
+                "missing_s1_partner",
+                "no S1 partner in the lake",
+            ).alias("i")
+        )
     )
     v2_meta = metadata.where(F.col("archive") == "v2").select("patch_id")
     no_metadata = (

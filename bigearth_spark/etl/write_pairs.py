@@ -20,7 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from bigearth_spark.archive.bands import ALL_BANDS, band
+from bigearth_spark.archive.bands import ALL_BANDS
 from bigearth_spark.etl import decode, pairs
 from bigearth_spark.etl.plan import NEED, SIDES
 from bigearth_spark.tables import part_files, schema, write
@@ -39,9 +39,13 @@ UPDATE_FIELDS = [
 TASK_OUTPUT = pa.schema([("add", pa.string()), ("failed", pa.string())])
 # the columns of pairs that are not band bytes: Parquet dictionaries and statistics
 SMALL_COLUMNS = [f.name for f in schema.PAIRS_SCHEMA if f.name not in ALL_BANDS]
-# float32 bands (S1 backscatter): zstd level 3 stores them no smaller than level 1 (measured
-# 0.860 and 0.845 of the raw bytes for VV and VH at both levels) at twice the cost
-FAST_COLUMNS = frozenset(n for n in ALL_BANDS if band(n).dtype == "float32")
+# Band columns compressed at zstd level 3; the other bands go at level 1. Level 3 costs 3-4x
+# the CPU of level 1 and pays most on the 10 m visible bands: on the synthetic archive it saves
+# 9,600-10,500 bytes per ms of CPU there, at most 6,600 on the other S2 bands and nothing on
+# S1's float32 (benchmarks/compression.py prints the table: compression CPU 0.81x and stored
+# bytes 1.005x of all bands at level 3; rerun it on real patches to revisit the choice).
+PAIRS_LEVEL_3 = frozenset({"B02", "B03", "B04"})
+FAST_COLUMNS = frozenset(ALL_BANDS) - PAIRS_LEVEL_3
 
 
 def finisher(
