@@ -16,7 +16,7 @@ $(VENV)/.bigearth_setup_done: pyproject.toml scripts/setup_env.sh scripts/build_
 demo: setup
 	rm -rf $(DEMO)
 	$(VENV)/bin/bigearth-spark synth --flavor v1 --pairs $(PAIRS) --seed 7 --defects --out $(DEMO)/archive
-	$(VENV)/bin/spark-submit jobs/ingest.py --input $(DEMO)/archive --lake $(DEMO)/lake
+	$(VENV)/bin/spark-submit jobs/ingest.py --input $(DEMO)/archive --lake $(DEMO)/lake --summary
 	$(VENV)/bin/horovodrun -np 2 -H localhost:2 $(PY) jobs/train.py --config conf/train/scnn-demo.yaml \
 		--lake $(DEMO)/lake --out $(DEMO)/run --mlflow-uri $(DEMO)/mlruns
 	$(PY) jobs/evaluate.py --lake $(DEMO)/lake --checkpoint $(DEMO)/run/latest.pt --split test \

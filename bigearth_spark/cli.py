@@ -42,9 +42,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Ingest archive roots into the lake and print a summary."""
+    """Ingest archive roots into the lake; print what the run did and the lake's tables (with
+    ``--summary`` also the lake's counts per split, top labels and quarantine reasons)."""
     from bigearth_spark.etl.ingest import Ingest
-    from bigearth_spark.tables.summary import lake_summary, print_summary
+    from bigearth_spark.tables.summary import lake_summary, print_summary, table_states
 
     cfg = _config(args)
     spark = _spark(cfg, "bigearth-ingest")
@@ -57,10 +58,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         f"{report.decoded_ok} readable patches; inserted {report.inserted}"
     )
     console.print(f"quarantined this run (by reason): {report.quarantined or 'none'}")
-    print_summary(lake_summary(spark, ingest.lake, cfg.database), console)
+    if args.summary:
+        print_summary(lake_summary(spark, ingest.lake, cfg.database), console)
+    else:
+        print_summary({"tables": table_states(spark, ingest.lake)}, console)
     if not report.success:
         console.print("[red]nothing at all could be read from the input[/red]")
         return 1
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Print the lake's tables, counts per split, top labels and quarantine reasons."""
+    from bigearth_spark.config import normalize_lake
+    from bigearth_spark.tables.catalog import register
+    from bigearth_spark.tables.summary import lake_summary, print_summary
+
+    cfg = _config(args)
+    spark = _spark(cfg, "bigearth-summary")
+    lake = normalize_lake(cfg.lake)
+    register(spark, lake, cfg.database)
+    print_summary(lake_summary(spark, lake, cfg.database), console)
     return 0
 
 
@@ -179,7 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no other job writes this lake: allows an S3 lake without the DynamoDB LogStore",
     )
+    s.add_argument(
+        "--summary",
+        action="store_true",
+        help="then print the lake's counts per split, top labels and quarantine reasons "
+        "(queries that scan the lake's small columns: seconds on a big lake)",
+    )
     s.set_defaults(func=cmd_ingest)
+
+    s = spark_command("summary", "print the lake's counts per table, split, label and reason")
+    s.set_defaults(func=cmd_summary)
 
     s = spark_command("sql", "run SQL over the lake's tables and views")
     s.add_argument("query")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -375,18 +376,23 @@ def test_real_samples_ingest_bit_exact_with_official_labels(spark, tmp_path):
     )
 
 
-def test_nothing_readable_exits_non_zero(spark, tmp_path):
+def test_nothing_readable_exits_non_zero_and_the_summary_shows_why(spark, tmp_path, capsys):
     from bigearth_spark.cli import main
 
     (tmp_path / "BigEarthNet-v1.0" / "S2A_MSIL2A_20170617T113321_1_2").mkdir(parents=True)
-    code = main(
-        ["ingest", "--input", str(tmp_path / "BigEarthNet-v1.0"), "--lake", str(tmp_path / "lake")]
-    )
+    lake = str(tmp_path / "lake")
+    code = main(["ingest", "--input", str(tmp_path / "BigEarthNet-v1.0"), "--lake", lake])
     assert code == 1
-    q = table(spark, str(tmp_path / "lake"), schema.QUARANTINE).collect()
+    q = table(spark, lake, schema.QUARANTINE).collect()
     assert [(r["reason"], r["patch_id"]) for r in q] == [
         ("empty_folder", "S2A_MSIL2A_20170617T113321_1_2")
     ]
+    # the ingest prints each table's rows from the logs; the lake's counts only when asked
+    out = capsys.readouterr().out
+    assert re.search(r"│ quarantine\s+│ 1\s+│ 1 ", out) and "Pairs per split" not in out
+    assert main(["summary", "--lake", lake]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"│ empty_folder │ s2\s+│ 1 ", out) and "Pairs per split" in out
 
 
 def test_change_detection_tells_nulls_apart():
