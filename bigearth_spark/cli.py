@@ -7,10 +7,14 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from bigearth_spark.config import Config, load_config
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 console = Console()
 
@@ -68,28 +72,30 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_summary(args: argparse.Namespace) -> int:
-    """Print the lake's tables, counts per split, top labels and quarantine reasons."""
+def _registered_lake(args: argparse.Namespace, app: str) -> tuple[SparkSession, str, Config]:
+    """(session, lake, config) with the lake's tables and views registered in the catalog."""
     from bigearth_spark.config import normalize_lake
     from bigearth_spark.tables.catalog import register
-    from bigearth_spark.tables.summary import lake_summary, print_summary
 
     cfg = _config(args)
-    spark = _spark(cfg, "bigearth-summary")
+    spark = _spark(cfg, app)
     lake = normalize_lake(cfg.lake)
     register(spark, lake, cfg.database)
+    return spark, lake, cfg
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Print the lake's tables, counts per split, top labels and quarantine reasons."""
+    from bigearth_spark.tables.summary import lake_summary, print_summary
+
+    spark, lake, cfg = _registered_lake(args, "bigearth-summary")
     print_summary(lake_summary(spark, lake, cfg.database), console)
     return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
     """Run one SQL statement over the lake's tables and views."""
-    from bigearth_spark.config import normalize_lake
-    from bigearth_spark.tables.catalog import register
-
-    cfg = _config(args)
-    spark = _spark(cfg, "bigearth-sql")
-    register(spark, normalize_lake(cfg.lake), cfg.database)
+    spark, _, cfg = _registered_lake(args, "bigearth-sql")
     spark.catalog.setCurrentDatabase(cfg.database)
     df = spark.sql(args.query)
     if args.json:

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from bigearth_spark.etl import pairs
 from bigearth_spark.etl.write_pairs import SMALL_COLUMNS
-from bigearth_spark.tables import write
+from bigearth_spark.tables import delta_log, write
 
 
 def small_pairs(spark: SparkSession, path: str) -> tuple[int, DataFrame]:
@@ -67,12 +67,10 @@ def rebuild_labels(path: str, small: DataFrame, version: int, check: Callable[[]
     """Rebuild the ``labels`` table at ``path`` from ``small`` (``pairs`` at ``version``) when
     it was built from another ``pairs`` version; return the rows written (0 when current).
     ``check`` is called before the commit."""
-    spark = small.sparkSession
     stamp = f"pairs_version={version}"
-    last = DeltaTable.forPath(spark, path).history(1).first()
-    if last is not None and last["userMetadata"] == stamp:
+    if delta_log.last_commit_info(path).get("userMetadata") == stamp:
         return 0
     labels = pairs.long_labels(small)
     check()
     labels.write.format("delta").mode("overwrite").option("userMetadata", stamp).save(path)
-    return write.table_state(spark, path)[1]
+    return write.table_state(small.sparkSession, path)[1]

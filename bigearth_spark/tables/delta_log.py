@@ -96,9 +96,8 @@ def has_commit(table: str) -> bool:
     return any(_COMMIT.match(p.name) for p in log)
 
 
-def snapshot(table: str, version: int | None = None) -> Snapshot:
-    """The live files of ``version`` (default: the latest) of the Delta table at ``table`` (a
-    path or URI, see :mod:`bigearth_spark.storage`)."""
+def _log(table: str) -> tuple[str, list[storage.Entry], list[int]]:
+    """(the table's root, the listing of its ``_delta_log``, its commit versions in order)."""
     root = storage.normalize(table)
     try:
         log = storage.list_dir(storage.join(root, "_delta_log"))
@@ -107,6 +106,26 @@ def snapshot(table: str, version: int | None = None) -> Snapshot:
     commits = sorted(int(m.group(1)) for p in log if (m := _COMMIT.match(p.name)))
     if not commits:
         raise DeltaLogError(f"{table}: empty log")
+    return root, log, commits
+
+
+def _commit_actions(root: str, version: int) -> list[dict]:
+    commit = storage.read_bytes(storage.join(root, "_delta_log", f"{version:020d}.json"))
+    return [json.loads(line) for line in commit.decode().splitlines() if line.strip()]
+
+
+def last_commit_info(table: str) -> dict:
+    """The ``commitInfo`` of the latest commit of the Delta table at ``table`` (e.g. its
+    ``userMetadata``); empty when that commit records none."""
+    root, _, commits = _log(table)
+    infos = [a["commitInfo"] for a in _commit_actions(root, commits[-1]) if "commitInfo" in a]
+    return infos[0] if infos else {}
+
+
+def snapshot(table: str, version: int | None = None) -> Snapshot:
+    """The live files of ``version`` (default: the latest) of the Delta table at ``table`` (a
+    path or URI, see :mod:`bigearth_spark.storage`)."""
+    root, log, commits = _log(table)
     latest = commits[-1]
     version = latest if version is None else version
     if version > latest or version < 0:
@@ -115,10 +134,8 @@ def snapshot(table: str, version: int | None = None) -> Snapshot:
     if start < 0 and commits[0] != 0:
         raise DeltaLogError(f"{table}: log before version {commits[0]} was cleaned up")
     for v in (c for c in commits if start < c <= version):
-        commit = storage.read_bytes(storage.join(root, "_delta_log", f"{v:020d}.json"))
-        for line in commit.decode().splitlines():
-            if line.strip():
-                _apply(adds, json.loads(line))
+        for action in _commit_actions(root, v):
+            _apply(adds, action)
     files = []
     for rel, add in sorted(adds.items()):
         stats = json.loads(add["stats"]) if add.get("stats") else {}
