@@ -39,13 +39,11 @@ UPDATE_FIELDS = [
 TASK_OUTPUT = pa.schema([("add", pa.string()), ("failed", pa.string())])
 # the columns of pairs that are not band bytes: Parquet dictionaries and statistics
 SMALL_COLUMNS = [f.name for f in schema.PAIRS_SCHEMA if f.name not in ALL_BANDS]
-# Band columns compressed at zstd level 3; the other bands go at level 1. Level 3 costs 3-4x
-# the CPU of level 1 and pays most on the 10 m visible bands: on the synthetic archive it saves
-# 9,600-10,500 bytes per ms of CPU there, at most 6,600 on the other S2 bands and nothing on
-# S1's float32 (benchmarks/compression.py prints the table: compression CPU 0.81x and stored
-# bytes 1.005x of all bands at level 3; rerun it on real patches to revisit the choice).
-PAIRS_LEVEL_3 = frozenset({"B02", "B03", "B04"})
-FAST_COLUMNS = frozenset(ALL_BANDS) - PAIRS_LEVEL_3
+# zstd level of the data files of pairs. Level 3 (parquet-mr's default) on the 10 m visible
+# bands B02-B04 saved 2.2 % of the lake's bytes and cost a quarter of a decode task's CPU: a
+# 20,000-pair ingest's decode + write step took 38.6 s at level 1 against 50-54 s with those
+# bands at level 3 (benchmarks/compression.py prints the per-band table of both levels).
+ZSTD_LEVEL = 1
 
 
 def finisher(
@@ -120,7 +118,7 @@ class PairsWriter:
             "split",
             dictionary=SMALL_COLUMNS,
             statistics=SMALL_COLUMNS,
-            fast=FAST_COLUMNS,
+            compression_level=ZSTD_LEVEL,
         )
 
         def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

@@ -78,11 +78,11 @@ class PartitionedFileWriter:
         partition: str,
         dictionary: list[str],
         statistics: list[str],
-        fast: frozenset[str] = frozenset(),
+        compression_level: int = 3,
     ) -> None:
         """``dictionary`` and ``statistics``: the columns that get Parquet dictionaries and
-        statistics; ``fast``: columns compressed at zstd level 1 (the others at level 3), for
-        data where level 3 costs more CPU than its bytes are worth."""
+        statistics; ``compression_level``: zstd's level for every column (3: parquet-mr's
+        default)."""
         self.table_uri, self.partition = table_uri, partition
         stored = T.StructType([f for f in schema.fields if f.name != partition])
         nullable = T.StructType(
@@ -91,8 +91,7 @@ class PartitionedFileWriter:
         self.schema = to_arrow_schema(nullable).with_metadata({SPARK_SCHEMA_KEY: nullable.json()})
         self.options = {
             "compression": "zstd",
-            # level 3: parquet-mr's default
-            "compression_level": {f.name: 1 if f.name in fast else 3 for f in stored},
+            "compression_level": compression_level,
             "use_dictionary": dictionary,
             "write_statistics": statistics,
             "coerce_timestamps": "us",
