@@ -16,21 +16,27 @@ from pyspark.sql import functions as F
 from bigearth_spark.etl import pairs
 from bigearth_spark.etl.write_pairs import SMALL_COLUMNS
 from bigearth_spark.tables import delta_log, write
+from bigearth_spark.tables.schema import PAIRS_SCHEMA
 
 
 def small_pairs(spark: SparkSession, path: str) -> tuple[int, DataFrame]:
     """(latest version, the small columns of the ``pairs`` table at ``path`` at that version),
     read once and cached in a few partitions: every derived step reads this, never the data
-    files again."""
-    version = write.table_state(spark, path)[0]
-    small = (
-        spark.read.format("delta")
-        .option("versionAsOf", version)
-        .load(path)
-        .select(*SMALL_COLUMNS)
-        .coalesce(spark.sparkContext.defaultParallelism)
-        .cache()
-    )
+    files again. The version's live files come from the log (:mod:`~bigearth_spark.tables.
+    delta_log`, no Spark job) and are read as plain Parquet: Delta's own snapshot of a table
+    just committed costs a few Spark jobs; a log that replay cannot read takes that path."""
+    try:
+        snap = delta_log.snapshot(path)
+        version, files = snap.version, [f.path for f in snap.files]
+        table = (
+            spark.read.schema(PAIRS_SCHEMA).option("basePath", path).parquet(*files)
+            if files
+            else spark.createDataFrame([], PAIRS_SCHEMA)
+        )
+    except delta_log.DeltaLogError:
+        version = write.table_state(spark, path)[0]
+        table = spark.read.format("delta").option("versionAsOf", version).load(path)
+    small = table.select(*SMALL_COLUMNS).coalesce(spark.sparkContext.defaultParallelism).cache()
     small.count()
     return version, small
 

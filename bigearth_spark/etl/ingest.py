@@ -18,7 +18,8 @@ steps need to know of the lake as it was is read once, when the run holds the le
 5. derived state, recomputed from the committed lake every run
    (:mod:`bigearth_spark.etl.derived`): derived columns of ``pairs`` whose lists changed, then
    ``quarantine`` (current state of the lake) and, beside it, ``labels``;
-6. register ``<db>.<table>`` and the views.
+6. register ``<db>.<table>`` and the views (they name locations, not rows: done beside the
+   other steps from step 1 on).
 """
 
 from __future__ import annotations
@@ -177,6 +178,10 @@ class Ingest:
         with step(self.spark, "tables"):
             self._ensure_tables()
             start = LakeAtStart.read(self.lake)
+            # the catalog names locations and views: nothing in it depends on the rows
+            registered = self._start(
+                "catalog", lambda: catalog.register(self.spark, self.lake, self.db)
+            )
         with step(self.spark, "nomenclature + official lists"):
             self._nomenclature(report)
             metadata = self._lists(_list_folders(inputs, roots, list_dirs), report)
@@ -207,7 +212,7 @@ class Ingest:
             report.decoded_ok = self._complete_units(unit_ids, small)
             for frame in (found, todo, small, input_issues, *self._cached):
                 frame.unpersist()
-            catalog.register(self.spark, self.lake, self.db)
+            registered.result()
 
     def _path(self, name: str) -> str:
         return write.table_path(self.lake, name)
@@ -310,8 +315,9 @@ class Ingest:
         n = sum(counts.values())
         # explicit tasks: adaptive execution would coalesce the small shuffles of paths before
         # into too few
-        spread = plan.decode_tasks(todo, n, self.spark.sparkContext.defaultParallelism).cache()
-        tasks = spread.rdd.getNumPartitions()
+        cores = self.spark.sparkContext.defaultParallelism
+        spread = plan.decode_tasks(todo, n, cores).cache()
+        tasks = plan.task_count(n, cores)
         log.info("plan: %d units in the input, %d to decode in %d tasks", units.count(), n, tasks)
         return spread, counts, units, input_issues
 

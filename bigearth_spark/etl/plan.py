@@ -99,12 +99,17 @@ def complete(units: DataFrame, pairs_df: DataFrame) -> DataFrame:
     return joined.where(ok)
 
 
-def decode_tasks(units: DataFrame, count: int, parallelism: int) -> DataFrame:
-    """``count`` units dealt into decode tasks of at most ~:data:`UNITS_PER_TASK`, a multiple
-    of the cores (at least two per core), by patch id and in patch-id order: the same input on
-    the same cores writes the same rows in the same order wherever it is stored, so a copy of an
-    archive gives the same lake layout and the same training run. Units are paths only: no band
-    byte is shuffled or sorted here."""
+def task_count(count: int, parallelism: int) -> int:
+    """Decode tasks for ``count`` units on ``parallelism`` cores: at most ~:data:`UNITS_PER_TASK`
+    units each, a multiple of the cores, at least two per core."""
     tasks = max(2 * parallelism, -(-count // UNITS_PER_TASK))
-    tasks = -(-tasks // parallelism) * parallelism  # whole rounds: no core idles at the end
+    return -(-tasks // parallelism) * parallelism  # whole rounds: no core idles at the end
+
+
+def decode_tasks(units: DataFrame, count: int, parallelism: int) -> DataFrame:
+    """``count`` units dealt into :func:`task_count` decode tasks by patch id and in patch-id
+    order: the same input on the same cores writes the same rows in the same order wherever it
+    is stored, so a copy of an archive gives the same lake layout and the same training run.
+    Units are paths only: no band byte is shuffled or sorted here."""
+    tasks = task_count(count, parallelism)
     return units.repartition(tasks, "patch_id").sortWithinPartitions("patch_id")
