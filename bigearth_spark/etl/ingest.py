@@ -300,18 +300,19 @@ class Ingest:
         units, input_issues = discover.discover(found, metadata)
         units = units.cache()
         input_issues = input_issues.cache()
+        counts = {False: 0, True: 0}
         if start.pairs_empty and start.quarantine_empty:
-            todo = plan.units_to_decode(units, metadata)  # a new lake: nothing to join with
+            # a new lake: nothing to join with, and every unit is a new pair
+            todo = plan.units_to_decode(units, metadata).cache()
+            counts[False] = todo.count()
         else:
             pairs_df, quarantine_df = (
                 self.spark.read.format("delta").load(self._path(name))
                 for name in (schema.PAIRS, schema.QUARANTINE)
             )
-            todo = plan.units_to_decode(units, metadata, pairs_df, quarantine_df)
-        todo = todo.cache()
+            todo = plan.units_to_decode(units, metadata, pairs_df, quarantine_df).cache()
+            counts.update({r[0]: r[1] for r in todo.groupBy("is_update").count().collect()})
         self._cached.append(todo)  # read by the counts and the decode tasks' shuffle
-        counts = {False: 0, True: 0}
-        counts.update({r[0]: r[1] for r in todo.groupBy("is_update").count().collect()})
         n = sum(counts.values())
         # explicit tasks: adaptive execution would coalesce the small shuffles of paths before
         # into too few
