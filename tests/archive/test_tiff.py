@@ -328,3 +328,35 @@ def test_missing_file_raises_os_error(tmp_path: Path) -> None:
 def test_read_tiff_accepts_str_paths(tmp_path: Path) -> None:
     path = shutil.copy(SAMPLE_TIFS[0], tmp_path / "copy.tif")
     assert_same(read_tiff(str(path)), rasterio_reference(path))
+
+
+def test_files_of_one_layout_keep_their_own_georeferencing(tmp_path: Path, fast_only: None) -> None:
+    """The second file reuses the first one's checked layout (same size, header and IFD
+    entries) and still reads its own pixels, EPSG code and transform."""
+    a = write_tif(tmp_path / "a.tif", _u16(120))
+    b = write_tif(
+        tmp_path / "b.tif",
+        _u16(120)[::-1].copy(),
+        crs="EPSG:32633",
+        transform=from_origin(300000.0, 5000040.0, 10, 10),
+    )
+    got_a, got_b = read_tiff(a), read_tiff(b)
+    assert tiff._layout(a.read_bytes())[0] is tiff._layout(b.read_bytes())[0]
+    assert_same(got_a, rasterio_reference(a))
+    assert_same(got_b, rasterio_reference(b))
+    assert (got_a.epsg, got_b.epsg) == (32629, 32633)
+
+
+def test_a_file_that_shares_a_layouts_entries_but_not_its_strips_is_read_again(
+    tmp_path: Path, fast_only: None
+) -> None:
+    """Strip offsets stored outside the IFD entries are compared with the cached layout's: a
+    file that points its first strip past its end is a corrupt file, not the cached layout."""
+    path = write_tif(tmp_path / "a.tif", _u16(120))
+    data = path.read_bytes()
+    assert_same(read_tiff(path), rasterio_reference(path))  # its layout is now known
+    _, _, outside = tiff._parse_ifd(data)
+    offset, _ = outside[273]  # StripOffsets, out of line: GDAL writes several strips here
+    damaged = data[:offset] + struct.pack("<I", len(data) - 4) + data[offset + 4 :]
+    with pytest.raises(TiffError, match=r"a\.tif: corrupt TIFF: truncated"):
+        tiff.decode_tiff(damaged, str(path))
