@@ -26,7 +26,8 @@ for coord in "io/delta/delta-spark_2.13/$DELTA" "io/delta/delta-storage/$DELTA" 
     curl -fsSL --retry 3 -o "$CACHE/$jar.part" "$MAVEN/$coord/$jar"
     mv "$CACHE/$jar.part" "$CACHE/$jar"
   fi
-  cp "$CACHE/$jar" "$SPARK_HOME/jars/$jar"
+  # a hard link where cache and venv share a file system (the SDK bundle is 560 MB)
+  ln -f "$CACHE/$jar" "$SPARK_HOME/jars/$jar" 2>/dev/null || cp "$CACHE/$jar" "$SPARK_HOME/jars/$jar"
 done
 VENV_PY=$(cd "$VENV" && pwd)/bin/python
 # spark-submit puts pyspark's and py4j's zips first on the PYTHONPATH of the driver and of every
