@@ -18,8 +18,8 @@ echo "== setting up $VENV (stack hash $HASH)"
 # torch's CUDA wheels alone are ~3 GB: no pip cache beside the install, and say what disk there is
 export PIP_NO_CACHE_DIR=1
 FREE_GB=$(df -Pk "$ROOT" | awk 'NR==2 {printf "%d", $4 / 1048576}')
-if ((FREE_GB < 8)); then
-  echo "warning: $FREE_GB GB free on $ROOT; the stack needs about 8 GB (torch with its CUDA wheels ~5 GB)" >&2
+if ((FREE_GB < 10)); then
+  echo "warning: $FREE_GB GB free on $ROOT; the stack needs about 9 GB (torch with its CUDA wheels ~6.5 GB)" >&2
 fi
 [[ -x $VENV/bin/python ]] || "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
