@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,14 @@ class _Run:
         return self.device.type == "cuda"
 
 
+def cpu_threads(local_ranks: int) -> int:
+    """Intra-op threads of a rank that computes on CPU: this host's cores shared by its
+    ``local_ranks`` ranks. Set whatever launched the rank (``horovodrun``, Spark's Python workers,
+    which may set ``OMP_NUM_THREADS``): the same training then rounds the same way under every
+    launcher, and ranks do not oversubscribe the cores."""
+    return max(1, len(os.sched_getaffinity(0)) // local_ranks)
+
+
 def _start(cfg: TrainConfig) -> _Run:
     """Join Horovod, resume from the last checkpoint if there is one, build the loaders of the
     pinned table version, the model and the distributed optimizer, identical on every rank."""
@@ -144,6 +153,8 @@ def _start(cfg: TrainConfig) -> _Run:
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(hvd.local_rank())
+    else:
+        torch.set_num_threads(cpu_threads(hvd.local_size()))
     resumed = checkpoint.load(Path(cfg.out) / checkpoint.LATEST)
     state = resumed["state"] if resumed else checkpoint.TrainState()
     version = state.table_version if resumed else cfg.table_version
