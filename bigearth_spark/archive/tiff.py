@@ -303,7 +303,7 @@ def _layout(data: bytes) -> tuple[_Layout, dict[int, tuple]]:
     if len(_layouts) >= _LAYOUT_CACHE:
         _layouts.clear()
     _layouts[key] = layout
-    return layout, {t: tags[t] for t in _GEO_TAGS if t in tags}
+    return layout, layout.geo_tags(data)
 
 
 def _read_fast(data: bytes) -> GeoBand:
