@@ -36,6 +36,7 @@ class LiveFile:
     partition_values: dict[str, str | None]
     num_records: int | None
     log_path: str  # the path as the log records it (what a ``remove`` action must name)
+    size: int | None = None  # bytes, as the ``add`` action records them
 
 
 @dataclass
@@ -145,6 +146,7 @@ def snapshot(table: str, version: int | None = None) -> Snapshot:
                 dict(add.get("partitionValues") or {}),
                 stats.get("numRecords"),
                 rel,
+                add.get("size"),
             )
         )
     return Snapshot(version, files)

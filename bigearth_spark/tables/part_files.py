@@ -24,6 +24,7 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from bigearth_spark import storage
+from bigearth_spark.tables import delta_log
 
 ROWS_PER_GROUP = 100  # ~28 MB of S2+S1 bands before compression: what Spark's writer made
 ROWS_PER_FILE = 2000  # as spark.sql.files.maxRecordsPerFile
@@ -152,9 +153,21 @@ def write_file(table_uri: str, rows: pa.Table) -> str:
     return add_action(relative, {}, fs.get_file_info(f"{root}/{relative}").size, rows.num_rows)
 
 
-def remove_action(log_path: str) -> str:
-    """The Delta ``remove`` action (JSON) of a live file, named as its log names it."""
-    remove = {"path": log_path, "deletionTimestamp": int(time.time() * 1000), "dataChange": True}
+def remove_action(file: delta_log.LiveFile) -> str:
+    """The Delta ``remove`` action (JSON) of a live file, named as its log names it. With the
+    file's size and partition values (``extendedFileMetadata``) where its ``add`` recorded the
+    size: Delta then derives the new version's checksum from the last one and the commit's
+    actions; a ``remove`` without a size makes every commit rebuild the table's state with
+    Spark jobs."""
+    remove = {
+        "path": file.log_path,
+        "deletionTimestamp": int(time.time() * 1000),
+        "dataChange": True,
+    }
+    if file.size is not None:
+        remove.update(
+            extendedFileMetadata=True, partitionValues=file.partition_values, size=file.size
+        )
     return json.dumps({"remove": remove})
 
 

@@ -73,7 +73,7 @@ def append(table: SmallTable, rows: pa.Table) -> None:
 def replace(table: SmallTable, rows: pa.Table | None) -> None:
     """Make ``rows`` (None: no row) the whole content of ``table``: its live files removed and
     one file added, in one commit (none when the table is empty and stays empty)."""
-    actions = [part_files.remove_action(f.log_path) for f in table.snapshot.files]
+    actions = [part_files.remove_action(f) for f in table.snapshot.files]
     if rows is not None and rows.num_rows:
         actions.append(part_files.write_file(table.path, rows))
     if actions:

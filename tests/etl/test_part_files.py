@@ -3,6 +3,7 @@ path): rows, partitions, file sizes and the row counts of the log, read back thr
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pyarrow as pa
@@ -106,7 +107,7 @@ def test_small_table_replaced_in_one_transaction_and_read_without_spark(spark, t
     second = _small_rows("c")
     txn = write.start_transaction(spark, path)
     txn.readWholeTable()
-    actions = [part_files.remove_action(f.log_path) for f in snap.files]
+    actions = [part_files.remove_action(f) for f in snap.files]
     write.commit(spark, txn, [*actions, part_files.write_file(path, second)], "Overwrite")
     got = spark.read.format("delta").load(path).collect()
     assert [r.asDict() for r in got] == _rows_of("c")  # Spark reads what pyarrow wrote
@@ -114,7 +115,7 @@ def test_small_table_replaced_in_one_transaction_and_read_without_spark(spark, t
     assert write.table_state(spark, path) == (2, 1)
     # removing every file empties the table, by its log
     snap = delta_log.snapshot(path)
-    removes = [part_files.remove_action(f.log_path) for f in snap.files]
+    removes = [part_files.remove_action(f) for f in snap.files]
     write.commit(spark, write.start_transaction(spark, path), removes, "Overwrite")
     assert write.is_empty(path) and spark.read.format("delta").load(path).count() == 0
 
@@ -132,3 +133,31 @@ def test_transaction_that_read_the_table_conflicts_with_a_later_commit(spark, tm
         write.commit(spark, mine, [part_files.write_file(path, _small_rows("mine"))])
     names = [r.name for r in spark.read.format("delta").load(path).collect()]
     assert names == ["theirs"]
+
+
+def test_replacing_a_small_table_runs_no_spark_job(spark, tmp_path) -> None:
+    """A replace commit's ``remove`` actions carry the files' sizes, so Delta derives the new
+    version's checksum from the last one: no state rebuilt with Spark jobs after the commit
+    (each such rebuild cost the ingest 2-4 s, the lease's release included)."""
+    path = str(tmp_path / "small")
+    DeltaTable.create(spark).location(path).addColumns(SMALL).execute()
+    write.commit(
+        spark, write.start_transaction(spark, path), [part_files.write_file(path, _small_rows("a"))]
+    )
+    sc = spark.sparkContext
+    for i, name in enumerate(("b", "c")):
+        snap = delta_log.snapshot(path)
+        removes = [part_files.remove_action(f) for f in snap.files]
+        assert [json.loads(r)["remove"]["size"] for r in removes] == [f.size for f in snap.files]
+        txn = write.start_transaction(spark, path)
+        txn.readWholeTable()
+        sc.setJobGroup(f"replace-{i}", "replace a small table")
+        try:
+            write.commit(
+                spark, txn, [*removes, part_files.write_file(path, _small_rows(name))], "Overwrite"
+            )
+        finally:
+            sc.setJobGroup("", "")
+        assert list(sc.statusTracker().getJobIdsForGroup(f"replace-{i}")) == []
+        assert delta_log.read_small(delta_log.snapshot(path)).to_pylist() == _rows_of(name)
+    assert write.table_state(spark, path) == (3, 1)
