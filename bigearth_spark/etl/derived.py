@@ -7,36 +7,57 @@ with the ``pairs`` version it was built from). Both read the small columns of ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
+from bigearth_spark import storage
 from bigearth_spark.etl import pairs
 from bigearth_spark.etl.write_pairs import SMALL_COLUMNS
-from bigearth_spark.tables import delta_log, write
-from bigearth_spark.tables.schema import PAIRS_SCHEMA
+from bigearth_spark.tables import delta_log, small_tables, write
+from bigearth_spark.tables.schema import PAIRS, PAIRS_SCHEMA, PARTITION_COLUMNS
+
+SMALL_SCHEMA = T.StructType([f for f in PAIRS_SCHEMA if f.name in SMALL_COLUMNS])
+(_SPLIT,) = PARTITION_COLUMNS[PAIRS]
+_FILES = T.StructType(
+    [T.StructField("path", T.StringType()), T.StructField(_SPLIT, T.StringType())]
+)
+
+
+def _read_small_columns(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Executors: the small columns of each data file (path, split) of ``pairs``, read with
+    pyarrow (only those columns' chunks), in the Arrow types of :data:`SMALL_SCHEMA`."""
+    stored = [c for c in SMALL_SCHEMA.fieldNames() if c != _SPLIT]
+    for batch in batches:
+        for path, split in zip(batch["path"].to_pylist(), batch[_SPLIT].to_pylist(), strict=True):
+            fs, inner = storage.filesystem(path)
+            rows = pq.read_table(inner, columns=stored, filesystem=fs)
+            rows = rows.append_column(_SPLIT, pa.array([split] * rows.num_rows, pa.string()))
+            yield from small_tables.arrow_rows(rows, SMALL_SCHEMA).to_batches()
 
 
 def small_pairs(spark: SparkSession, path: str) -> tuple[int, DataFrame]:
     """(latest version, the small columns of the ``pairs`` table at ``path`` at that version),
     read once and cached in a few partitions: every derived step reads this, never the data
     files again. The version's live files come from the log (:mod:`~bigearth_spark.tables.
-    delta_log`, no Spark job) and are read as plain Parquet: Delta's own snapshot of a table
-    just committed costs a few Spark jobs; a log that replay cannot read takes that path."""
+    delta_log`, no Spark job) and the executors read their small columns with pyarrow (Delta's
+    own snapshot of a table just committed costs a few Spark jobs, and Spark's Parquet source a
+    listing job of the files); a log that replay cannot read takes Delta's path."""
     try:
         snap = delta_log.snapshot(path)
-        version, files = snap.version, [f.path for f in snap.files]
-        table = (
-            spark.read.schema(PAIRS_SCHEMA).option("basePath", path).parquet(*files)
-            if files
-            else spark.createDataFrame([], PAIRS_SCHEMA)
-        )
+        files = [(f.path, f.partition_values.get(_SPLIT)) for f in snap.files]
+        version = snap.version
+        table = spark.createDataFrame(files, _FILES).mapInArrow(_read_small_columns, SMALL_SCHEMA)
     except delta_log.DeltaLogError:
         version = write.table_state(spark, path)[0]
         table = spark.read.format("delta").option("versionAsOf", version).load(path)
-    small = table.select(*SMALL_COLUMNS).coalesce(spark.sparkContext.defaultParallelism).cache()
+        table = table.select(*SMALL_SCHEMA.fieldNames())
+    small = table.coalesce(spark.sparkContext.defaultParallelism).cache()
     small.count()
     return version, small
 
