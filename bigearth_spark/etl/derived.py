@@ -15,15 +15,17 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from bigearth_spark import storage
 from bigearth_spark.etl import pairs
 from bigearth_spark.etl.write_pairs import SMALL_COLUMNS
-from bigearth_spark.tables import delta_log, small_tables, write
-from bigearth_spark.tables.schema import PAIRS, PAIRS_SCHEMA, PARTITION_COLUMNS
+from bigearth_spark.tables import delta_log, part_files, small_tables, write
+from bigearth_spark.tables.schema import LABELS_SCHEMA, PAIRS, PAIRS_SCHEMA, PARTITION_COLUMNS
 
 SMALL_SCHEMA = T.StructType([f for f in PAIRS_SCHEMA if f.name in SMALL_COLUMNS])
 (_SPLIT,) = PARTITION_COLUMNS[PAIRS]
+_ADDS = pa.schema([("add", pa.string())])
 _FILES = T.StructType(
     [T.StructField("path", T.StringType()), T.StructField(_SPLIT, T.StringType())]
 )
@@ -90,14 +92,39 @@ def refresh_columns(
     return n
 
 
+def _write_labels(path: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Executors: a task's rows of ``labels`` streamed into one data file of the table at
+    ``path``; yields its ``add`` action (none for a task without rows)."""
+    target = to_arrow_schema(LABELS_SCHEMA)
+
+    def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        tables = (
+            small_tables.arrow_rows(pa.Table.from_batches([b]), LABELS_SCHEMA) for b in batches
+        )
+        add = part_files.write_batches(path, target, (b for t in tables for b in t.to_batches()))
+        if add is not None:
+            yield pa.RecordBatch.from_pydict({"add": [add]}, _ADDS)
+
+    return task
+
+
 def rebuild_labels(path: str, small: DataFrame, version: int, check: Callable[[], None]) -> int:
     """Rebuild the ``labels`` table at ``path`` from ``small`` (``pairs`` at ``version``) when
     it was built from another ``pairs`` version; return the rows written (0 when current).
-    ``check`` is called before the commit."""
+    The executors write the new data files; one commit replaces the table's live files with
+    them, stamped with the ``pairs`` version (Delta's own overwrite rebuilt the table's state
+    with Spark jobs first). ``check`` is called before the commit."""
     stamp = f"pairs_version={version}"
     if delta_log.last_commit_info(path).get("userMetadata") == stamp:
         return 0
-    labels = pairs.long_labels(small)
+    spark = small.sparkSession
+    written = pairs.long_labels(small).mapInArrow(_write_labels(path), "add string").collect()
+    adds = [r["add"] for r in written]
+    txn = write.start_transaction(spark, path)
+    txn.readWholeTable()
+    removes = [
+        part_files.remove_action(f) for f in delta_log.snapshot(path, txn.readVersion()).files
+    ]
     check()
-    labels.write.format("delta").mode("overwrite").option("userMetadata", stamp).save(path)
-    return write.table_state(small.sparkSession, path)[1]
+    write.commit(spark, txn, [*removes, *adds], "Overwrite", user_metadata=stamp)
+    return sum(part_files.num_records(a) for a in adds)

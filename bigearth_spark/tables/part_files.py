@@ -11,6 +11,7 @@ files, as with Spark's own writer.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -144,13 +145,31 @@ def add_action(relative: str, partition_values: dict[str, str | None], size: int
 
 
 def write_file(table_uri: str, rows: pa.Table) -> str:
-    """Write ``rows`` as one data file of the unpartitioned table at ``table_uri`` (a few rows,
-    e.g. the lease); return its ``add`` action."""
+    """Write ``rows`` (at least one) as one data file of the unpartitioned table at
+    ``table_uri`` (a few rows, e.g. the lease); return its ``add`` action."""
+    add = write_batches(table_uri, rows.schema, rows.to_batches())
+    if add is None:
+        raise ValueError(f"{table_uri}: no row to write")
+    return add
+
+
+def write_batches(
+    table_uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+) -> str | None:
+    """Stream ``batches`` (of ``schema``) into one data file of the unpartitioned table at
+    ``table_uri``; return its ``add`` action, or None (and no file) when they hold no row."""
     fs, root = storage.filesystem(table_uri)
     relative = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
-    with fs.open_output_stream(f"{root}/{relative}") as out:
-        pq.write_table(rows, out, compression="zstd")
-    return add_action(relative, {}, fs.get_file_info(f"{root}/{relative}").size, rows.num_rows)
+    path, rows = f"{root}/{relative}", 0
+    batches = (b for b in batches if b.num_rows)
+    first = next(batches, None)
+    if first is None:
+        return None
+    with fs.open_output_stream(path) as out, pq.ParquetWriter(out, schema, compression="zstd") as w:
+        for batch in itertools.chain([first], batches):
+            w.write_batch(batch)
+            rows += batch.num_rows
+    return add_action(relative, {}, fs.get_file_info(path).size, rows)
 
 
 def remove_action(file: delta_log.LiveFile) -> str:

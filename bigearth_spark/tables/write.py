@@ -77,17 +77,19 @@ def commit(
     actions: list[str],
     mode: str = "Append",
     partition_by: list[str] | None = None,
+    user_metadata: str | None = None,
 ) -> int:
     """Commit ``actions`` (Delta ``add``/``remove`` actions as JSON) in ``txn``, recorded in the
-    history as a ``WRITE`` in ``mode``; return the version. Delta's own transaction checks
-    them (LogStore, protocol, conflicts with what ``txn`` read) and writes checkpoints."""
+    history as a ``WRITE`` in ``mode`` (with ``user_metadata`` in its ``commitInfo``); return
+    the version. Delta's own transaction checks them (LogStore, protocol, conflicts with what
+    ``txn`` read) and writes checkpoints."""
     jvm = spark._jvm
     action = getattr(jvm.org.apache.spark.sql.delta.actions, "Action$").__getattr__("MODULE$")
     operation = getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$Write")(
         getattr(jvm.org.apache.spark.sql.SaveMode, mode),
         jvm.scala.Option.apply(jvm.PythonUtils.toSeq(partition_by or [])),
         jvm.scala.Option.empty(),
-        jvm.scala.Option.empty(),
+        jvm.scala.Option.apply(user_metadata),
     )
     return txn.commit(jvm.PythonUtils.toSeq([action.fromJson(a) for a in actions]), operation)
 
