@@ -12,6 +12,7 @@ band byte is ever shuffled. A second folder with the same patch id in the input 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 
 import pandas as pd
@@ -83,8 +84,16 @@ def _expand(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 def folders(spark: SparkSession, roots: list[layout.ArchiveRoot]) -> DataFrame:
-    """Every patch folder and stray file below ``roots`` (listed on the executors)."""
-    top = [e for root in roots for e in layout.top_entries(root)]
+    """Every patch folder and stray file below ``roots`` (listed on the executors).
+
+    The driver's list of top entries is the tasks' input as it stands (Spark slices it into
+    one task per core: no shuffle), in the order of a hash of each path, so that every task
+    gets its share of each root (v1 S1 folders, whose JSON is read, and S2 folders, which are
+    not) whatever order the roots come in."""
+    top = sorted(
+        (e for root in roots for e in layout.top_entries(root)),
+        key=lambda e: (zlib.crc32(e.path.encode()), e.path),
+    )
     frame = pd.DataFrame(
         {
             "folder_type": [e.folder_type for e in top],
@@ -92,9 +101,7 @@ def folders(spark: SparkSession, roots: list[layout.ArchiveRoot]) -> DataFrame:
             "nested": [e.nested for e in top],
         }
     )
-    parallelism = spark.sparkContext.defaultParallelism
-    tasks = max(1, min(len(frame), 4 * parallelism))
-    entries = spark.createDataFrame(frame, schema=ENTRY_SCHEMA).repartition(tasks)
+    entries = spark.createDataFrame(frame, schema=ENTRY_SCHEMA)
     return entries.mapInPandas(_expand, FOLDER_SCHEMA)
 
 

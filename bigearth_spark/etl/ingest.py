@@ -10,7 +10,8 @@ steps need to know of the lake as it was is read once, when the run holds the le
 1. ``nomenclature``, then the official lists → ``patch_metadata`` and ``official_lists``: small
    tables that the driver reads and writes itself (:mod:`bigearth_spark.tables.small_tables`);
 2. discovery on the executors → pair units (paths only) and input issues (the listing only
-   reads: it starts before the lease and runs while the driver takes it and does step 1);
+   reads: it starts before the lease and runs while the driver creates the missing tables,
+   takes the lease and does step 1);
 3. plan: units anti-joined with the lake on patch ids (never paths: the same archive at another
    mount is a no-op), and with the folders quarantined for a permanent reason;
 4. decode + write (:mod:`bigearth_spark.etl.write_pairs`): new pairs appended in one commit
@@ -150,10 +151,13 @@ class Ingest:
         # the executors list the input (it only reads) while the driver takes the lease and
         # writes the small tables
         listing = self._start("discovery", lambda: discover.list_input(self.spark, roots))
+        # and the driver creates the lake's missing tables beside taking the lease (creating a
+        # table is idempotent, also for jobs racing to create it)
+        created = self._create_tables()
         try:
             with self.lease:
                 try:
-                    self._steps(inputs, roots, list_dirs or [], listing, report)
+                    self._steps(inputs, roots, list_dirs or [], listing, created, report)
                 finally:
                     for task in self._background:  # nothing commits after the lease is given up
                         task.wait()
@@ -172,11 +176,13 @@ class Ingest:
         roots: list[layout.ArchiveRoot],
         list_dirs: list[str],
         listing: Background[tuple[DataFrame, int]],
+        created: list[Background[None]],
         report: IngestReport,
     ) -> None:
         """The run's steps, in commit order (see the module's docstring)."""
         with step(self.spark, "tables"):
-            self._ensure_tables()
+            for task in created:
+                task.result()
             start = LakeAtStart.read(self.lake)
             # the catalog names locations and views: nothing in it depends on the rows
             registered = self._start(
@@ -217,9 +223,9 @@ class Ingest:
     def _path(self, name: str) -> str:
         return write.table_path(self.lake, name)
 
-    def _ensure_tables(self) -> None:
-        """Create the lake's missing tables, side by side (each is one Delta commit of its own,
-        mostly driver work)."""
+    def _create_tables(self) -> list[Background[None]]:
+        """Start creating the lake's missing tables, side by side (each is one Delta commit of
+        its own, mostly driver work)."""
         tables = (
             (schema.PAIRS, schema.PAIRS_SCHEMA),
             (schema.LABELS, schema.LABELS_SCHEMA),
@@ -228,12 +234,10 @@ class Ingest:
             (schema.PATCH_METADATA, schema.PATCH_METADATA_SCHEMA),
             (schema.OFFICIAL_LISTS, schema.OFFICIAL_LISTS_SCHEMA),
         )
-        created = [
+        return [
             self._start("tables", partial(write.ensure_table, self.spark, self.lake, name, s))
             for name, s in tables
         ]
-        for task in created:
-            task.result()
 
     # -- 1. dimensions and lists --------------------------------------------------------------
     def _nomenclature(self, report: IngestReport) -> None:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
-from delta.exceptions import DeltaConcurrentModificationException
 from pyspark.sql import SparkSession
 
 from bigearth_spark.tables import delta_log, small_tables, write
@@ -103,10 +102,8 @@ class IngestLease:
         """Take the lease, waiting up to ``wait_s`` for another holder; start the heartbeat."""
         self._lost = None
         self._stop.clear()
-        _retry(
-            lambda: write.ensure_table(
-                self.spark, self.path.rsplit("/", 1)[0], INGEST_LEASE, INGEST_LEASE_SCHEMA
-            )
+        write.ensure_table(
+            self.spark, self.path.rsplit("/", 1)[0], INGEST_LEASE, INGEST_LEASE_SCHEMA
         )
         deadline = time.monotonic() + self.wait_s
         announced = False
@@ -142,7 +139,7 @@ class IngestLease:
         self._stop.set()
         if self._thread:
             self._thread.join()
-        _retry(lambda: self._replace(self._mine, with_row=False))
+        write.retry_conflicts(lambda: self._replace(self._mine, with_row=False))
 
     def holder(self) -> Holder | None:
         """The current holder, or None when the lease is free."""
@@ -183,7 +180,7 @@ class IngestLease:
         try:
             return self._replace(same, with_row=True)
         except Exception as e:  # Delta's conflicts may arrive as plain Py4J errors
-            if not _is_conflict(e):
+            if not write.is_conflict(e):
                 raise
             return False
 
@@ -191,7 +188,7 @@ class IngestLease:
         """Renew the lease once (the heartbeat does this every ``ttl_s / 4``); False, and
         :meth:`check` raises from then on, when the lease was lost."""
         try:
-            mine = _retry(lambda: self._replace(self._mine, with_row=True))
+            mine = write.retry_conflicts(lambda: self._replace(self._mine, with_row=True))
         except Exception as e:
             self._lost = f"renewing the lake's lease failed: {e}"
             return False
@@ -214,31 +211,3 @@ def _holder(rows: pa.Table) -> Holder | None:
     r = rows[0]
     expires = r["expires_at"].astimezone(timezone.utc).replace(tzinfo=None)  # naive UTC
     return Holder(r["run_id"], r["host"], r["pid"], expires)
-
-
-def _is_conflict(e: BaseException) -> bool:
-    """True for Delta's concurrent-commit errors (also when they arrive as Py4J/Spark errors)."""
-    text = f"{type(e).__name__} {e}"
-    return isinstance(e, DeltaConcurrentModificationException) or any(
-        k in text
-        for k in (
-            "Concurrent",
-            "DELTA_CONCURRENT",
-            "FileAlreadyExists",
-            "DELTA_PROTOCOL_CHANGED",
-            "already exists",
-            "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION",
-        )
-    )
-
-
-def _retry(action, attempts: int = 8):
-    """Run ``action`` and retry it on Delta's concurrent-commit conflicts."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except Exception as e:
-            if not _is_conflict(e) or attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    return None

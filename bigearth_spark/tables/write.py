@@ -8,12 +8,19 @@ known to be new are safe only for the one writer of a lake: the ingest holds the
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from bigearth_spark.tables import delta_log
 from bigearth_spark.tables.schema import PARTITION_COLUMNS, TABLE_PROPERTIES
+
+T_ = TypeVar("T_")
 
 
 def table_path(lake: str, name: str) -> str:
@@ -36,18 +43,20 @@ def table_state(spark: SparkSession, path: str) -> tuple[int, int]:
 
 def ensure_table(spark: SparkSession, lake: str, name: str, schema: T.StructType) -> None:
     """Create the Delta table at its lake location if it does not exist yet (a table whose log
-    has a commit is left alone, without a Spark call)."""
-    if delta_log.has_commit(table_path(lake, name)):
+    has a commit is left alone, without a Spark call). Another job creating it at the same time
+    is no error: one creation commits, and the other finds the table there."""
+    path = table_path(lake, name)
+    if delta_log.has_commit(path):
         return
     builder = (
         DeltaTable.createIfNotExists(spark)
-        .location(table_path(lake, name))
+        .location(path)
         .addColumns(schema)
         .partitionedBy(*PARTITION_COLUMNS.get(name, []))
     )
     for key, value in TABLE_PROPERTIES.get(name, {}).items():
         builder = builder.property(key, value)
-    builder.execute()
+    retry_conflicts(lambda: delta_log.has_commit(path) or builder.execute())
 
 
 def is_empty(path: str) -> bool:
@@ -99,3 +108,34 @@ def commit_files(spark: SparkSession, path: str, adds: list[str], partition_by: 
     JSON, see :mod:`bigearth_spark.tables.part_files`) as one append; return the version.
     Callers hold the lake's lease, as for :func:`append`."""
     return commit(spark, start_transaction(spark, path), adds, "Append", partition_by)
+
+
+def is_conflict(e: BaseException) -> bool:
+    """True for Delta's concurrent-commit errors (also when they arrive as Py4J/Spark errors)."""
+    text = f"{type(e).__name__} {e}"
+    return isinstance(e, DeltaConcurrentModificationException) or any(
+        k in text
+        for k in (
+            "Concurrent",
+            "DELTA_CONCURRENT",
+            "FileAlreadyExists",
+            "DELTA_PROTOCOL_CHANGED",
+            "already exists",
+            # creating a table that another job is creating: its log is there, its first
+            # commit not yet
+            "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION",
+            "DELTA_TABLE_NOT_FOUND",
+        )
+    )
+
+
+def retry_conflicts(action: Callable[[], T_], attempts: int = 8) -> T_ | None:
+    """Run ``action`` and retry it on Delta's concurrent-commit conflicts."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as e:
+            if not is_conflict(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return None
