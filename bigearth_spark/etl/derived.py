@@ -120,11 +120,7 @@ def rebuild_labels(path: str, small: DataFrame, version: int, check: Callable[[]
     spark = small.sparkSession
     written = pairs.long_labels(small).mapInArrow(_write_labels(path), "add string").collect()
     adds = [r["add"] for r in written]
-    txn = write.start_transaction(spark, path)
-    txn.readWholeTable()
-    removes = [
-        part_files.remove_action(f) for f in delta_log.snapshot(path, txn.readVersion()).files
-    ]
+    txn, snap = write.start_replace(spark, path)
     check()
-    write.commit(spark, txn, [*removes, *adds], "Overwrite", user_metadata=stamp)
+    write.replace_files(spark, txn, snap, adds, user_metadata=stamp)
     return sum(part_files.num_records(a) for a in adds)

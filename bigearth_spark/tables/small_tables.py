@@ -30,7 +30,7 @@ class SmallTable:
 
     spark: SparkSession
     path: str
-    txn: object  # the JVM OptimisticTransaction (see write.start_transaction)
+    txn: object  # the JVM OptimisticTransaction (see write.start_replace)
     snapshot: delta_log.Snapshot
     rows: pa.Table  # every row of the version, in the table's Arrow schema
 
@@ -51,9 +51,7 @@ def arrow_rows(rows: pa.Table | pd.DataFrame | list[tuple], schema: T.StructType
 def open_table(spark: SparkSession, path: str, schema: T.StructType) -> SmallTable:
     """Start a transaction on the table at ``path`` and read its rows (``schema``) with pyarrow
     at the transaction's version."""
-    txn = write.start_transaction(spark, path)
-    snap = delta_log.snapshot(path, txn.readVersion())
-    txn.readWholeTable()
+    txn, snap = write.start_replace(spark, path)
     return SmallTable(spark, path, txn, snap, read(snap, schema))
 
 
@@ -73,11 +71,8 @@ def append(table: SmallTable, rows: pa.Table) -> None:
 def replace(table: SmallTable, rows: pa.Table | None) -> None:
     """Make ``rows`` (None: no row) the whole content of ``table``: its live files removed and
     one file added, in one commit (none when the table is empty and stays empty)."""
-    actions = [part_files.remove_action(f) for f in table.snapshot.files]
-    if rows is not None and rows.num_rows:
-        actions.append(part_files.write_file(table.path, rows))
-    if actions:
-        write.commit(table.spark, table.txn, actions, "Overwrite")
+    adds = [part_files.write_file(table.path, rows)] if rows is not None and rows.num_rows else []
+    write.replace_files(table.spark, table.txn, table.snapshot, adds)
 
 
 def fingerprint(rows: pa.Table) -> pa.Array:

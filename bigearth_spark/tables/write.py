@@ -17,7 +17,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from bigearth_spark.tables import delta_log
+from bigearth_spark.tables import delta_log, part_files
 from bigearth_spark.tables.schema import PARTITION_COLUMNS, TABLE_PROPERTIES
 
 T_ = TypeVar("T_")
@@ -101,6 +101,30 @@ def commit(
         jvm.scala.Option.apply(user_metadata),
     )
     return txn.commit(jvm.PythonUtils.toSeq([action.fromJson(a) for a in actions]), operation)
+
+
+def start_replace(spark: SparkSession, path: str) -> tuple[object, delta_log.Snapshot]:
+    """(a transaction on the table at ``path`` that declares it read the whole table, so that
+    any commit by someone else in between makes it fail; the live files of its version)."""
+    txn = start_transaction(spark, path)
+    snap = delta_log.snapshot(path, txn.readVersion())
+    txn.readWholeTable()
+    return txn, snap
+
+
+def replace_files(
+    spark: SparkSession,
+    txn,
+    snap: delta_log.Snapshot,
+    adds: list[str],
+    user_metadata: str | None = None,
+) -> None:
+    """Commit, in ``txn`` (see :func:`start_replace`), the removal of every live file of
+    ``snap`` and the files of ``adds`` as the table's whole content; no commit when there is
+    nothing to remove, add or record."""
+    actions = [*(part_files.remove_action(f) for f in snap.files), *adds]
+    if actions or user_metadata is not None:
+        commit(spark, txn, actions, "Overwrite", user_metadata=user_metadata)
 
 
 def commit_files(spark: SparkSession, path: str, adds: list[str], partition_by: list[str]) -> int:
