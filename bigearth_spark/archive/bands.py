@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class Band:
         """Size in bytes of the raw band."""
         return self.size * self.size * np.dtype(self.dtype).itemsize
 
-    @property
+    @cached_property  # looked up three times per band decoded
     def numpy_dtype(self) -> np.dtype:
         """Explicitly little-endian numpy dtype, as stored in the tables."""
         return np.dtype(self.dtype).newbyteorder("<")

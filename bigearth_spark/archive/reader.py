@@ -173,7 +173,7 @@ def _read(folder: str, layout: _Layout) -> PatchRecord:
 def _list(folder: str) -> set[str]:
     """Names in the folder (one directory listing)."""
     try:
-        return {e.name for e in storage.list_dir(folder)}
+        return storage.list_names(folder)
     except (FileNotFoundError, NotADirectoryError) as e:
         raise PatchError(EMPTY_FOLDER, folder, f"no such folder ({e.strerror})") from None
 

@@ -114,6 +114,7 @@ def test_listing_and_reading_objects(s3: str, tmp_path: Path) -> None:
         ("x.csv.bz2", f"{root}/x.csv.bz2", False),
     ]
     assert storage.list_dir(f"{root}/empty") == []
+    assert storage.list_names(root) == {"b.txt", "empty", "x.csv.bz2"}
     # bytes as stored: no decompression guessed from the name
     assert storage.read_bytes(f"{root}/x.csv.bz2") == b"not bz2 at all"
     assert storage.is_dir(root) and storage.is_dir(f"{root}/empty")

@@ -49,7 +49,17 @@ def test_local_listing_and_reads(tmp_path: Path) -> None:
         storage.Entry("b", str(tmp_path / "b"), True),
         storage.Entry("t.parquet", str(tmp_path / "t.parquet"), False),
     ]
+    assert storage.list_names(f"file://{tmp_path}") == {"a.csv.bz2", "b", "t.parquet"}
     assert storage.read_bytes(str(tmp_path / "a.csv.bz2")) == b"raw"
+    big = os.urandom(3 << 20)
+    (tmp_path / "big").write_bytes(big)
+    (tmp_path / "empty").write_bytes(b"")
+    assert storage.read_bytes(str(tmp_path / "big")) == big
+    assert storage.read_bytes(f"file://{tmp_path}/empty") == b""
+    # a file whose size says 0 and that has content is read to its end
+    assert storage.read_bytes("/proc/self/cmdline") == Path("/proc/self/cmdline").read_bytes()
+    with pytest.raises(IsADirectoryError):
+        storage.read_bytes(str(tmp_path / "b"))
     assert storage.is_dir(str(tmp_path / "b")) and not storage.is_file(str(tmp_path / "b"))
     assert storage.is_file(str(tmp_path / "t.parquet"))
     assert storage.parquet_file(str(tmp_path / "t.parquet")).read().column("x").to_pylist() == [
