@@ -1,22 +1,24 @@
 """Ingest throughput and memory vs a plain per-file rasterio loop over the same folders.
 
 For each ``--pairs`` size (e.g. ``--pairs 2000,20000``) it generates (once, cached) a synthetic
-v1 archive and measures, all on this machine:
+v1 archive and measures, all on this machine, in ``--rounds`` rounds (default 3):
   * rasterio loop: every tif of up to 1,000 pairs opened and read with rasterio, JSON parsed,
-    once before and once after the Spark runs: this machine's speed drifts by up to ±20 % within
-    minutes, and the baseline is the rate of both loops together;
+    before the first round and after each: a round's baseline is the rate of the loops just
+    before and just after it (this machine's speed drifts by up to ±20 % within minutes);
   * decode only: discovery + decode on the executors, counted, nothing written (a plain
     ``spark-submit`` of this script with ``--decode-only``): the rate of the whole run, as the
     ingest's, and of its decode stage alone, timed inside the run (no Spark start);
   * full ingest: plain ``spark-submit jobs/ingest.py`` with Spark's defaults into a fresh lake,
     with the peak RSS of its whole process tree (JVM + Python workers), sampled;
-  * lake bytes on disk vs the raw tifs.
-Every run reads the archive from the page cache (it is read once first). The full ingest's
-output is kept in ``benchmarks/out/ingest_<pairs>.log``; its step times are printed.
-Last lines: ratio_vs_rasterio= (full ingest ÷ rasterio loop, patches/s), ratio_vs_decode= (full
-ingest ÷ decode-only run, both whole ``spark-submit`` runs), ratio_vs_decode_stage= (full ingest ÷
-the decode stage timed without Spark's start), cost_growth= (seconds per patch at the largest ÷
-smallest size).
+  * lake bytes on disk vs the raw tifs (the last round's lake, kept in ``benchmarks/out``).
+Each round's figures and ratios are printed, then per size the median of each over the rounds
+(peak RSS: the largest). Every run reads the archive from the page cache (it is read once
+first). The last full ingest's output is kept in ``benchmarks/out/ingest_<pairs>.log``; its step
+times are printed.
+Last lines, medians over the rounds of the largest size: ratio_vs_rasterio= (full ingest ÷
+rasterio loop, patches/s), ratio_vs_decode= (full ingest ÷ decode-only run, both whole
+``spark-submit`` runs), ratio_vs_decode_stage= (full ingest ÷ the decode stage timed without
+Spark's start), cost_growth= (median seconds per patch at the largest ÷ smallest size).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -152,47 +155,61 @@ def decode_only(root: Path) -> None:
     print(f"decode_patches_per_s={stored / (time.perf_counter() - start):.1f}")
 
 
-def measure(pairs: int) -> dict[str, float]:
-    """The figures of one archive size."""
-    root = archive(pairs)
-    folders = patch_folders(root)
-    sample = [f for f in folders if f.parent.name == "BigEarthNet-v1.0"][:RASTERIO_PAIRS]
-    sample += [f for f in folders if f.parent.name == "BigEarthNet-S1-v1.0"][:RASTERIO_PAIRS]
-    warm(root)
-    raster_before = rasterio_loop(sample)
+def one_round(pairs: int, root: Path, lake: Path) -> tuple[dict[str, float], float, str]:
+    """One decode-only run and one full ingest of ``root`` into a fresh ``lake``: (their
+    figures, the ingest's seconds, its log)."""
     submit = [str(BIN / "spark-submit")]
     decode_s, _, out = run_measured([*submit, str(HERE / "ingest.py"), "--decode-only", str(root)])
     rate = [line for line in out.splitlines() if line.startswith("decode_patches_per_s=")]
-    stage_rate = float(rate[-1].split("=")[1])
-    lake = OUT / f"lake_{pairs}"
     shutil.rmtree(lake, ignore_errors=True)
     job = [*submit, str(ROOT / "jobs" / "ingest.py"), "--input", str(root), "--lake", str(lake)]
     seconds, peak, log = run_measured(job)
+    figures = {
+        "decode_run_s": decode_s,
+        "decode_stage_patches_per_s": float(rate[-1].split("=")[1]),
+        "ingest_s": seconds,
+        "peak_rss_mb": peak / 2**20,
+    }
+    return figures, seconds, log
+
+
+def measure(pairs: int, rounds: int) -> dict[str, float]:
+    """The figures of one archive size over ``rounds`` rounds, each a decode-only run and a full
+    ingest between two rasterio loops (the loop after one round is the loop before the next):
+    the median of each rate and ratio over the rounds, the largest peak RSS. This machine's
+    speed drifts by up to ±20 % within minutes; a round's ratios compare runs minutes apart."""
+    root = archive(pairs)
+    folders = patch_folders(root)
+    patches = len(folders)
+    sample = [f for f in folders if f.parent.name == "BigEarthNet-v1.0"][:RASTERIO_PAIRS]
+    sample += [f for f in folders if f.parent.name == "BigEarthNet-S1-v1.0"][:RASTERIO_PAIRS]
+    lake = OUT / f"lake_{pairs}"
+    warm(root)
+    loops = [rasterio_loop(sample)]
+    per_round = []
+    for i in range(1, rounds + 1):
+        if i > 1:
+            shutil.rmtree(lake)  # the last round's lake stays (benchmarks/compression.py)
+        r, seconds, log = one_round(pairs, root, lake)
+        loops.append(rasterio_loop(sample))
+        r["rasterio_patches_per_s"] = 2 * len(sample) / (loops[-2] + loops[-1])
+        r["decode_run_patches_per_s"] = patches / r.pop("decode_run_s")
+        r["ingest_patches_per_s"] = patches / seconds
+        r["ratio_vs_rasterio"] = r["ingest_patches_per_s"] / r["rasterio_patches_per_s"]
+        r["ratio_vs_decode"] = r["ingest_patches_per_s"] / r["decode_run_patches_per_s"]
+        r["ratio_vs_decode_stage"] = r["ingest_patches_per_s"] / r["decode_stage_patches_per_s"]
+        print(f"  {pairs} pairs, round {i}: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()))
+        per_round.append(r)
     (OUT / f"ingest_{pairs}.log").write_text(log)
-    raster_after = rasterio_loop(sample)
-    print(
-        f"  {pairs} pairs: rasterio loop before / after the Spark runs: "
-        f"{len(sample) / raster_before:.1f} / {len(sample) / raster_after:.1f} patches/s"
-    )
-    for line in log.splitlines():  # the job's own step times
+    for line in log.splitlines():  # the last ingest's own step times
         if " done in " in line:
             print(f"  {pairs} pairs: {line.split('ingest: ', 1)[-1]}")
-    patches = len(folders)
     raw = sum(f.stat().st_size for d in folders for f in d.iterdir() if f.suffix == ".tif")
     stored = du(lake)
-    figures = {
-        "pairs": pairs,
-        "patches": patches,
-        "rasterio_patches_per_s": 2 * len(sample) / (raster_before + raster_after),
-        "decode_run_patches_per_s": patches / decode_s,
-        "decode_stage_patches_per_s": stage_rate,
-        "ingest_s": seconds,
-        "ingest_patches_per_s": patches / seconds,
-        "peak_rss_mb": peak / 2**20,
-        "lake_bytes": stored,
-        "raw_tif_bytes": raw,
-        "lake_vs_raw": stored / raw,
-    }
+    figures = {k: statistics.median(r[k] for r in per_round) for k in per_round[0]}
+    figures["peak_rss_mb"] = max(r["peak_rss_mb"] for r in per_round)
+    figures.update(pairs=pairs, patches=patches, lake_bytes=stored, raw_tif_bytes=raw)
+    figures["lake_vs_raw"] = stored / raw
     for k, v in figures.items():
         print(f"  {pairs} pairs: {k} = {v:,.2f}" if isinstance(v, float) else f"  {k} = {v:,}")
     return figures
@@ -201,16 +218,17 @@ def measure(pairs: int) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--pairs", default="2000", help="comma-separated sizes, e.g. 2000,20000")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per size (medians are printed)")
     p.add_argument("--decode-only", metavar="ARCHIVE", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.decode_only:
         decode_only(Path(args.decode_only))
         return
-    results = [measure(int(n)) for n in args.pairs.split(",")]
+    results = [measure(int(n), args.rounds) for n in args.pairs.split(",")]
     small, large = results[0], results[-1]
     cores = os.cpu_count() or 1
     per_core_s = FULL_ARCHIVE * 2 / large["ingest_patches_per_s"] * cores
-    print(f"cpus={cores} sizes={[r['pairs'] for r in results]}")
+    print(f"cpus={cores} sizes={[r['pairs'] for r in results]} rounds={args.rounds} (medians)")
     print(
         f"full archive ({FULL_ARCHIVE:,} pairs) extrapolated: {per_core_s / 3600:,.1f} core-hours"
         f" ({per_core_s / 3600 / cores:,.1f} h on this machine)"
@@ -220,11 +238,8 @@ def main() -> None:
         growth = (large["ingest_s"] / large["patches"]) / (small["ingest_s"] / small["patches"])
         print(f"peak_rss_growth={large['peak_rss_mb'] / small['peak_rss_mb']:.2f}")
         print(f"cost_growth={growth:.2f}")
-    ingest_rate = large["ingest_patches_per_s"]
-    print(f"ratio_vs_decode_stage={ingest_rate / large['decode_stage_patches_per_s']:.2f}")
-    print(f"ratio_vs_decode={ingest_rate / large['decode_run_patches_per_s']:.2f}")
-    ratio = large["ingest_patches_per_s"] / large["rasterio_patches_per_s"]
-    print(f"ratio_vs_rasterio={ratio:.2f}")
+    for name in ("ratio_vs_decode_stage", "ratio_vs_decode", "ratio_vs_rasterio"):
+        print(f"{name}={large[name]:.2f}")
 
 
 if __name__ == "__main__":

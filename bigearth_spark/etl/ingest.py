@@ -358,7 +358,9 @@ class Ingest:
         table = small_tables.open_table(
             self.spark, self._path(schema.QUARANTINE), schema.QUARANTINE_SCHEMA
         )
-        current = self.spark.createDataFrame(table.rows, schema.QUARANTINE_SCHEMA)
+        current = None  # an empty table: nothing to keep or to carry over
+        if table.rows.num_rows:
+            current = self.spark.createDataFrame(table.rows, schema.QUARANTINE_SCHEMA)
         desired = quarantine.desired_state(
             current, small, self._metadata, input_issues, unit_issues, self.run_id
         )

@@ -53,7 +53,7 @@ def unresolved(rows: DataFrame, pairs_df: DataFrame, metadata: DataFrame) -> Dat
 
 
 def desired_state(
-    current: DataFrame,
+    current: DataFrame | None,
     pairs_df: DataFrame,
     metadata: DataFrame,
     input_issues: DataFrame,
@@ -61,7 +61,9 @@ def desired_state(
     run_id: str,
 ) -> DataFrame:
     """The rows ``quarantine`` should hold: one per patch (id, not mount path), side and reason
-    (stray files by their path); rows already in ``current`` keep their run and first_seen."""
+    (stray files by their path); rows already in ``current`` keep their run and first_seen.
+    ``current`` None: the table holds no row (a new lake, or one without open issues), and the
+    joins with it are left out."""
     pair_issues = pairs_df.select(F.explode("issues").alias("i")).select("i.*")
     fresh = (
         pair_issues.withColumn("origin", F.lit("pair"))
@@ -70,9 +72,12 @@ def desired_state(
         .unionByName(input_issues.withColumn("origin", F.lit("input")))
         .withColumn("ingest_run", F.lit(run_id))
         .withColumn("first_seen", F.current_timestamp())
+        .withColumn("_old", F.lit(1))
     )
-    kept = unresolved(current.where(F.col("origin").isin("unit", "input")), pairs_df, metadata)
-    candidates = kept.withColumn("_old", F.lit(0)).unionByName(fresh.withColumn("_old", F.lit(1)))
+    candidates = fresh
+    if current is not None:
+        kept = unresolved(current.where(F.col("origin").isin("unit", "input")), pairs_df, metadata)
+        candidates = kept.withColumn("_old", F.lit(0)).unionByName(fresh)
     rank = F.create_map(*[F.lit(x) for kv in ORIGIN_RANK.items() for x in kv])
     identity = [F.coalesce("patch_id", "path"), "kind", "reason"]
     best = Window.partitionBy(*identity).orderBy(rank[F.col("origin")], "_old")
@@ -80,6 +85,8 @@ def desired_state(
     desired = (
         candidates.withColumn("_n", F.row_number().over(best)).where("_n = 1").select(*columns)
     )
+    if current is None:
+        return desired
     first = current.select(
         "path", "reason", F.col("first_seen").alias("_fs"), F.col("ingest_run").alias("_run")
     )
