@@ -49,6 +49,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Ingest archive roots into the lake; print what the run did and the lake's tables (with
     ``--summary`` also the lake's counts per split, top labels and quarantine reasons)."""
     from bigearth_spark.etl.ingest import Ingest
+    from bigearth_spark.tables.catalog import register
     from bigearth_spark.tables.summary import lake_summary, print_summary, table_states
 
     cfg = _config(args)
@@ -63,6 +64,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     )
     console.print(f"quarantined this run (by reason): {report.quarantined or 'none'}")
     if args.summary:
+        if not ingest.register:  # the summary's queries name the views
+            register(spark, ingest.lake, cfg.database)
         print_summary(lake_summary(spark, ingest.lake, cfg.database), console)
     else:
         print_summary({"tables": table_states(spark, ingest.lake)}, console)

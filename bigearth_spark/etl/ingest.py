@@ -19,8 +19,10 @@ steps need to know of the lake as it was is read once, when the run holds the le
 5. derived state, recomputed from the committed lake every run
    (:mod:`bigearth_spark.etl.derived`): derived columns of ``pairs`` whose lists changed, then
    ``quarantine`` (current state of the lake) and, beside it, ``labels``;
-6. register ``<db>.<table>`` and the views (they name locations, not rows: done beside the
-   other steps from step 1 on).
+6. register ``<db>.<table>`` and the views in a metastore that outlives the job (they name
+   locations, not rows: done beside the other steps from step 1 on). Spark's in-memory catalog
+   dies with the job: a session that wants the names calls
+   :func:`bigearth_spark.tables.catalog.register` (the CLI's ``sql`` and ``summary`` do).
 """
 
 from __future__ import annotations
@@ -133,8 +135,12 @@ class Ingest:
         lock_wait_s: float = 3600.0,
         lease_ttl_s: float = 300.0,
         single_writer: bool = False,
+        register: bool | None = None,
     ) -> None:
+        """``register``: whether the run registers the lake in the session's catalog (default:
+        when the catalog outlives the session, :func:`catalog.outlives_session`)."""
         self.spark, self.lake, self.db = spark, normalize_lake(lake), db
+        self.register = catalog.outlives_session(spark) if register is None else register
         check_concurrent_writes(self.lake, lambda k: spark.conf.get(k, None), single_writer)
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
         self.lease = IngestLease(spark, self.lake, self.run_id, lease_ttl_s, lock_wait_s)
@@ -186,7 +192,8 @@ class Ingest:
             start = LakeAtStart.read(self.lake)
             # the catalog names locations and views: nothing in it depends on the rows
             registered = self._start(
-                "catalog", lambda: catalog.register(self.spark, self.lake, self.db)
+                "catalog",
+                lambda: catalog.register(self.spark, self.lake, self.db) if self.register else [],
             )
         with step(self.spark, "nomenclature + official lists"):
             self._nomenclature(report)

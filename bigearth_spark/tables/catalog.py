@@ -27,6 +27,12 @@ def _location(spark: SparkSession, table: str) -> str:
     return location.removeprefix("file:")
 
 
+def outlives_session(spark: SparkSession) -> bool:
+    """Whether the session's catalog is a metastore that outlives it (Hive, Glue...), rather
+    than Spark's in-memory catalog, which a batch job's end discards."""
+    return spark.conf.get("spark.sql.catalogImplementation", "in-memory") != "in-memory"
+
+
 def register(spark: SparkSession, lake: str, db: str = DATABASE) -> list[str]:
     """Register the lake's existing tables and the views; return the table names registered."""
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")

@@ -19,7 +19,7 @@ from bigearth_spark.archive.bands import REFERENCE_MAP, S1_BANDS, S2_BANDS, deco
 from bigearth_spark.archive.synth import DEFECTS_V1
 from bigearth_spark.etl.ingest import Ingest
 from bigearth_spark.etl.pairs import LAKE_REASONS
-from bigearth_spark.tables import schema
+from bigearth_spark.tables import catalog, schema
 from bigearth_spark.tables.write import table_path
 from tests.conftest import SAMPLES, SHARED
 
@@ -159,9 +159,16 @@ def test_rerun_is_idempotent(spark, v1_lake, v1_archive):
         }
 
     before = versions()
-    report = Ingest(spark, lake).run([str(v1_archive[0])])
+    report = Ingest(spark, lake, db="unregistered").run([str(v1_archive[0])])
     assert versions() == before
     assert set(report.inserted.values()) == {0} and report.quarantined == {}
+    # the test session's in-memory catalog dies with it: a run registers only when asked
+    assert not spark.catalog.databaseExists("unregistered")
+    Ingest(spark, lake, db="registered", register=True).run([str(v1_archive[0])])
+    assert versions() == before
+    names = {t.name for t in spark.catalog.listTables("registered")}
+    views = {re.search(r"VIEW \S+\.(\w+)", v)[1] for v in catalog.view_statements()}
+    assert names == {*schema.TABLES, schema.INGEST_LEASE, *views}  # no metrics table yet
 
 
 def test_same_archive_at_another_path_is_a_no_op(spark, v1_lake, v1_archive, tmp_path):
