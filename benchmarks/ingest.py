@@ -155,9 +155,9 @@ def decode_only(root: Path) -> None:
     print(f"decode_patches_per_s={stored / (time.perf_counter() - start):.1f}")
 
 
-def one_round(pairs: int, root: Path, lake: Path) -> tuple[dict[str, float], float, str]:
+def one_round(root: Path, lake: Path) -> tuple[dict[str, float], str]:
     """One decode-only run and one full ingest of ``root`` into a fresh ``lake``: (their
-    figures, the ingest's seconds, its log)."""
+    figures, the ingest's log)."""
     submit = [str(BIN / "spark-submit")]
     decode_s, _, out = run_measured([*submit, str(HERE / "ingest.py"), "--decode-only", str(root)])
     rate = [line for line in out.splitlines() if line.startswith("decode_patches_per_s=")]
@@ -170,7 +170,7 @@ def one_round(pairs: int, root: Path, lake: Path) -> tuple[dict[str, float], flo
         "ingest_s": seconds,
         "peak_rss_mb": peak / 2**20,
     }
-    return figures, seconds, log
+    return figures, log
 
 
 def measure(pairs: int, rounds: int) -> dict[str, float]:
@@ -190,11 +190,11 @@ def measure(pairs: int, rounds: int) -> dict[str, float]:
     for i in range(1, rounds + 1):
         if i > 1:
             shutil.rmtree(lake)  # the last round's lake stays (benchmarks/compression.py)
-        r, seconds, log = one_round(pairs, root, lake)
+        r, log = one_round(root, lake)
         loops.append(rasterio_loop(sample))
         r["rasterio_patches_per_s"] = 2 * len(sample) / (loops[-2] + loops[-1])
         r["decode_run_patches_per_s"] = patches / r.pop("decode_run_s")
-        r["ingest_patches_per_s"] = patches / seconds
+        r["ingest_patches_per_s"] = patches / r["ingest_s"]
         r["ratio_vs_rasterio"] = r["ingest_patches_per_s"] / r["rasterio_patches_per_s"]
         r["ratio_vs_decode"] = r["ingest_patches_per_s"] / r["decode_run_patches_per_s"]
         r["ratio_vs_decode_stage"] = r["ingest_patches_per_s"] / r["decode_stage_patches_per_s"]

@@ -191,9 +191,10 @@ class Ingest:
                 task.result()
             start = LakeAtStart.read(self.lake)
             # the catalog names locations and views: nothing in it depends on the rows
-            registered = self._start(
-                "catalog",
-                lambda: catalog.register(self.spark, self.lake, self.db) if self.register else [],
+            registered = (
+                self._start("catalog", lambda: catalog.register(self.spark, self.lake, self.db))
+                if self.register
+                else None
             )
         with step(self.spark, "nomenclature + official lists"):
             self._nomenclature(report)
@@ -225,7 +226,8 @@ class Ingest:
             report.decoded_ok = self._complete_units(unit_ids, small)
             for frame in (found, todo, small, input_issues, *self._cached):
                 frame.unpersist()
-            registered.result()
+            if registered is not None:
+                registered.result()
 
     def _path(self, name: str) -> str:
         return write.table_path(self.lake, name)
