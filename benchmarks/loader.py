@@ -1,17 +1,31 @@
-"""Reader throughput and balance: PatchLoader (DataLoader workers over a pinned Delta version →
-decoded, resampled, normalised S1+S2 float tensors) against, in the same process:
+"""Reader throughput and balance, with the training configuration: PatchLoader (DataLoader
+workers over a pinned Delta version → decoded, resampled, normalised, augmented S1+S2 float
+tensors) against, in the same process:
   * the raw pyarrow read of the same row groups and columns, with the same calls on one thread, as
     each worker reads (``ratio_vs_pyarrow``: one worker ÷ that read; what decoding costs on top);
   * itself with one worker, both with a consumer in the loop that touches every batch
     (``worker_scaling``: 2 workers ÷ 1);
-  * a per-sample dataset that opens each patch's GeoTIFFs with rasterio, torchgeo-style
-    (``ratio_vs_geotiff``, one worker);
+  * a per-sample GeoTIFF dataset (``ratio_vs_geotiff``: one worker ÷ it): each sample's bands
+    read with rasterio, one open per file, torchgeo-style, straight into the batch's native
+    arrays; then the same work as the reader's worker, by the same functions: the batch
+    converted, normalised and resampled (``train.data.decode_bands`` into a reused tensor),
+    augmented as in training, targets as a float tensor; in this process on one thread, with no
+    consumer (the reader's consumer runs beside its worker, in the main process);
 and ``shard_balance``: the largest rank's rows ÷ the mean rows per rank at world size 4.
 
-Reader rates are steady state: the workers persist across epochs (as in training), the first
-epoch (worker start, first reads) is timed apart, and the rate is that of the next epochs. Each
-rate is the median of ``--repeats`` interleaved measurements (this machine's figures vary by
+How it measures (changed by issue 27, item 12): the reader used to read without augmentation
+(training augments) at batch 64 with prefetch 4, and the GeoTIFF baseline was one cold run that
+stacked per-sample tensors (torch's 2-D resampling, a new tensor per band, no augmentation, no
+targets). Now both read as training does: ``TrainConfig``'s defaults (bilinear resampling, v1
+band statistics, S1+S2, 19 classes, augmentation, batch 32, prefetch 2) or ``--config``'s YAML;
+the GeoTIFF dataset does the reader's work and no more; one untimed pass of each path first
+(page cache, imports, GDAL), then ``--repeats`` interleaved rounds; every rate and ratio printed
+is the median over the rounds (a ratio: of the rounds' ratios; this machine's figures vary by
 ±20 % from run to run).
+
+Reader rates are steady state: the workers persist across epochs (as in training), the first
+epoch (worker start, first reads) is timed apart, and the rate is that of the next epochs.
+Output: ``name=value`` lines, ``ratio_vs_geotiff=`` last.
 """
 
 from __future__ import annotations
@@ -20,35 +34,43 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import rasterio
 import torch
-import torch.nn.functional as F
 
+from benchmarks.ingest import OUT, archive
 from bigearth_spark import storage
-from bigearth_spark.archive.bands import BAND_STATS, MODALITIES
-from bigearth_spark.train.data import DataSpec, PatchLoader
+from bigearth_spark.archive.bands import BAND_STATS, Band
+from bigearth_spark.train.buffers import Scratch
+from bigearth_spark.train.data import DataSpec, PatchLoader, augment, decode_bands
+from bigearth_spark.train.loop import TrainConfig, _spec
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "out"
 
-
-def ensure_lake(pairs: int) -> Path:
-    """The benchmark lake (made by benchmarks/ingest.py, or here)."""
-    lake = OUT / f"lake_{pairs}"
+def ensure_lake(pairs: int, out: Path) -> Path:
+    """The benchmark lake below ``out`` (made by benchmarks/ingest.py, or here)."""
+    lake = out / f"lake_{pairs}"
     if not (lake / "pairs" / "_delta_log").is_dir():
-        from benchmarks.ingest import archive
         from bigearth_spark.config import load_config
         from bigearth_spark.etl.ingest import Ingest
         from bigearth_spark.spark import build_spark
 
         spark = build_spark("bench-loader", "local[*]", load_config("local").spark_conf)
-        Ingest(spark, str(lake)).run([str(archive(pairs))])
+        Ingest(spark, str(lake)).run([str(archive(pairs, out))])
         spark.stop()
     return lake
+
+
+def training_spec(lake: Path, config: Path | None, batch_size: int | None) -> DataSpec:
+    """The training split's DataSpec of a training run (``config``'s YAML, else TrainConfig's
+    defaults) over ``lake``, as the training loop builds it."""
+    cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
+    cfg = replace(cfg, lake=str(lake), batch_size=batch_size or cfg.batch_size)
+    return _spec(cfg, "train", None)
 
 
 def reader_rate(spec: DataSpec, workers: int, epochs: int) -> tuple[int, float, float]:
@@ -89,24 +111,68 @@ def pyarrow_rate(spec: DataSpec, threads: bool) -> float:
     return n / (time.perf_counter() - start)
 
 
-def geotiff_rate(archive: Path, ids: list[str], spec: DataSpec) -> float:
-    """A per-sample dataset: 12 rasterio opens per patch, resample, normalise, stack."""
-    manifest = json.loads((archive / "synth_manifest.json").read_text())["patches"]
-    stats = BAND_STATS[spec.stats]
+def geotiff_samples(
+    spec: DataSpec, archive: Path, count: int
+) -> tuple[list[list[Path]], np.ndarray]:
+    """The first ``count`` samples of the reader's epoch 0 as a per-sample dataset sees them:
+    each sample's GeoTIFF files in channel order, and the samples' targets (N×K float32)."""
+    patches = json.loads((archive / "synth_manifest.json").read_text())["patches"]
+    files, targets = [], []
+    for batch in PatchLoader(replace(spec, workers=0)).epoch(0):
+        for pid, y in zip(batch.ids, batch.y.numpy(), strict=True):
+            truth = patches[pid]
+            files.append(
+                [
+                    archive / truth["s1_dir"] / f"{truth['s1']}_{b.name}.tif"
+                    if b.name in ("VV", "VH")
+                    else archive / truth["s2_dir"] / f"{pid}_{b.name}.tif"
+                    for b in spec.bands
+                ]
+            )
+            targets.append(y)
+        if len(files) >= count:
+            break
+    return files[:count], np.stack(targets[:count])
+
+
+def binary_column(native: np.ndarray, band: Band) -> pa.ChunkedArray:
+    """N native bands (a contiguous N×size×size array) as a column of ``pairs`` holds them: one
+    binary value of the band's bytes per row, without a copy."""
+    offsets = np.arange(0, (len(native) + 1) * band.nbytes, band.nbytes, dtype=np.int32)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(native)]
+    return pa.chunked_array([pa.Array.from_buffers(pa.binary(), len(native), buffers)])
+
+
+def geotiff_batches(
+    spec: DataSpec, files: list[list[Path]], targets: np.ndarray
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches (inputs, targets) of a per-sample GeoTIFF dataset that does the reader's
+    work: each file opened and read with rasterio into the batch's native arrays, then the batch
+    decoded and augmented by the reader's own functions (augmentation drawn as the reader's
+    epoch 0 draws it), its targets as a tensor. Each batch is written into the same tensor."""
+    bands, size, stats = spec.bands, spec.batch_size, BAND_STATS[spec.stats]
+    native = {b.name: np.empty((size, b.size, b.size), b.numpy_dtype) for b in bands}
+    out, scratch = torch.empty((size, len(bands), 120, 120)), Scratch()
+    gen = torch.Generator().manual_seed(0)  # the reader's for seed 0, epoch 0, first reader
+    for first in range(0, len(files), size):
+        n = len(files[first : first + size])
+        for i, sample in enumerate(files[first : first + size]):
+            for b, path in zip(bands, sample, strict=True):
+                with rasterio.open(path) as src:
+                    src.read(1, out=native[b.name][i])
+        columns = {b.name: binary_column(native[b.name][:n], b) for b in bands}
+        x = decode_bands(columns, bands, spec.resampling, stats, out[:n], scratch)
+        if spec.augment:
+            augment(x, gen)
+        yield x, torch.from_numpy(targets[first : first + n])
+
+
+def geotiff_rate(spec: DataSpec, files: list[list[Path]], targets: np.ndarray) -> float:
+    """Samples/s of :func:`geotiff_batches` (in this process, on one thread, no consumer)."""
     start = time.perf_counter()
-    for pid in ids:
-        truth = manifest[pid]
-        channels = []
-        for b in spec.bands:
-            s1 = b.name in ("VV", "VH")
-            folder, name = (truth["s1_dir"], truth["s1"]) if s1 else (truth["s2_dir"], pid)
-            with rasterio.open(archive / folder / f"{name}_{b.name}.tif") as src:
-                a = torch.from_numpy(src.read(1).astype(np.float32))[None, None]
-            if b.size != 120:
-                a = F.interpolate(a, size=(120, 120), mode=spec.resampling, align_corners=False)
-            channels.append((a[0] - stats[b.name][0]) / stats[b.name][1])
-        torch.cat(channels)
-    return len(ids) / (time.perf_counter() - start)
+    for _ in geotiff_batches(spec, files, targets):
+        pass
+    return len(files) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -118,46 +184,42 @@ def main() -> None:
         help="lake size (a 2,000-pair lake's epoch of 878 rows is mostly the pipeline's refill "
         "between epochs; training epochs have 269,695 rows)",
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", type=Path, default=OUT, help="where the archive and lake are")
+    p.add_argument("--config", type=Path, help="a training YAML (default: TrainConfig's)")
+    p.add_argument("--batch-size", type=int, help="default: the training configuration's")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs after the first")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--geotiff-samples", type=int, default=300)
+    p.add_argument("--repeats", type=int, default=3, help="rounds after the untimed one")
+    p.add_argument("--geotiff-samples", type=int, default=320)
     args = p.parse_args()
     torch.set_num_threads(1)
-    lake = ensure_lake(args.pairs)
-    spec = DataSpec(str(lake), "train", "s1s2", batch_size=args.batch_size, prefetch=4)
-    assert set(MODALITIES[spec.modality]) == set(spec.bands)
-    pyarrow_rate(spec, False)  # warm-up (page cache, imports)
+    lake = ensure_lake(args.pairs, args.out)
+    spec = training_spec(lake, args.config, args.batch_size)
+    files, targets = geotiff_samples(spec, archive(args.pairs, args.out), args.geotiff_samples)
+    pyarrow_rate(spec, False)  # untimed: page cache, imports, GDAL
+    geotiff_rate(spec, files, targets)
     runs: dict[str, list[float]] = {}
     for _ in range(args.repeats):
-        for name, measure in (
-            ("one", lambda: reader_rate(spec, 1, args.epochs)),
-            ("two", lambda: reader_rate(spec, 2, args.epochs)),
-        ):
-            n, first, rate = measure()
-            runs.setdefault(name, []).append(rate)
-            runs.setdefault(f"{name}_first", []).append(first)
-        runs.setdefault("raw", []).append(pyarrow_rate(spec, False))
-        runs.setdefault("raw_threads", []).append(pyarrow_rate(spec, True))
-    one, two, raw = (statistics.median(runs[k]) for k in ("one", "two", "raw"))
-    ids = [i for b in PatchLoader(spec).epoch(0) for i in b.ids][: args.geotiff_samples]
-    geotiff = geotiff_rate(OUT / f"archive_v1_{args.pairs}", ids, spec)
-    balance = shard_balance(spec, 4)
-    print(f"{n} samples per epoch, medians of {args.repeats} runs of {args.epochs} epochs each")
-    for name, workers in (("one", 1), ("two", 2)):
-        rates = ", ".join(f"{r:.0f}" for r in runs[name])
-        print(
-            f"reader, {workers} worker(s): {statistics.median(runs[name]):.1f} samples/s "
-            f"(runs: {rates}; decoded, resampled, normalised); first epoch "
-            f"{statistics.median(runs[name + '_first']):.2f} s"
-        )
-    print(f"raw pyarrow read of the same row groups, one thread: {raw:.1f} rows/s")
-    print(f"  the same with pyarrow's threads: {statistics.median(runs['raw_threads']):.1f} rows/s")
-    print(f"per-sample GeoTIFF dataset (rasterio): {geotiff:.1f} samples/s")
+        for name, workers in (("one_worker", 1), ("two_workers", 2)):
+            n, first, rate = reader_rate(spec, workers, args.epochs)
+            runs.setdefault(f"{name}_samples_per_s", []).append(rate)
+            runs.setdefault(f"{name}_first_epoch_s", []).append(first)
+        runs.setdefault("pyarrow_rows_per_s", []).append(pyarrow_rate(spec, False))
+        runs.setdefault("pyarrow_threads_rows_per_s", []).append(pyarrow_rate(spec, True))
+        runs.setdefault("geotiff_samples_per_s", []).append(geotiff_rate(spec, files, targets))
+    one, two = runs["one_worker_samples_per_s"], runs["two_workers_samples_per_s"]
+    runs["ratio_vs_pyarrow"] = [a / b for a, b in zip(one, runs["pyarrow_rows_per_s"], strict=True)]
+    runs["worker_scaling"] = [b / a for a, b in zip(one, two, strict=True)]
+    runs["ratio_vs_geotiff"] = [
+        a / b for a, b in zip(one, runs["geotiff_samples_per_s"], strict=True)
+    ]
     print(
-        f"ratio_vs_pyarrow={one / raw:.2f} worker_scaling={two / one:.2f} "
-        f"shard_balance={balance:.3f} ratio_vs_geotiff={one / geotiff:.2f}"
+        f"{n} samples per epoch; {spec.modality}, batch {spec.batch_size}, {spec.resampling}, "
+        f"stats {spec.stats}, augment {spec.augment}, prefetch {spec.prefetch}; medians of "
+        f"{args.repeats} rounds ({args.epochs} timed epochs each), {len(files)} GeoTIFF samples"
     )
+    print(f"shard_balance={shard_balance(spec, 4):.3f}")
+    for name, values in runs.items():
+        print(f"{name}={statistics.median(values):.4g}")
 
 
 if __name__ == "__main__":

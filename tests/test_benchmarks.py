@@ -1,0 +1,125 @@
+"""The benchmarks at a tiny size (20 pairs, one round): each runs, prints its figures as
+``name=value`` lines, and the decode-only baseline returns no band byte to the JVM."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.loader import geotiff_batches, geotiff_samples, training_spec
+from bigearth_spark.etl.plan import task_count
+from bigearth_spark.train.data import PatchLoader
+from bigearth_spark.train.loop import TrainConfig
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+PAIRS = 20
+
+
+def printed(stdout: str) -> dict[str, str]:
+    """Every ``name=value`` of the output (several may share a line)."""
+    return dict(re.findall(r"(?:^|\s)([a-z0-9_]+)=(\S+)", stdout, re.MULTILINE))
+
+
+def assert_positive(figures: dict[str, str], names: list[str]) -> None:
+    """Each of the figures ``names`` is a positive number."""
+    values = {name: float(figures[name]) for name in names}
+    assert {n: v for n, v in values.items() if not v > 0} == {}
+
+
+def manifest(out: Path) -> dict:
+    """The manifest of the benchmarks' archive below ``out``."""
+    return json.loads((out / f"archive_v1_{PAIRS}" / "synth_manifest.json").read_text())
+
+
+def train_rows(out: Path) -> int:
+    """Rows of the training split (every pair of the archive has its S1 partner)."""
+    return sum(p["split"] == "train" for p in manifest(out)["patches"].values())
+
+
+@pytest.fixture(scope="module")
+def ingest_bench(tmp_path_factory) -> tuple[Path, str]:
+    """One run of benchmarks/ingest.py at 20 pairs, 1 round: (its --out folder, its output)."""
+    out = tmp_path_factory.mktemp("bench")
+    args = ("--pairs", str(PAIRS), "--rounds", "1", "--out", str(out))
+    return out, run_cli("python", "benchmarks/ingest.py", *args).stdout
+
+
+def test_ingest_benchmark_prints_its_ratios(ingest_bench):
+    _, stdout = ingest_bench
+    figures = printed(stdout)
+    assert_positive(
+        figures,
+        [
+            "cores",
+            "peak_rss_mb",
+            "lake_vs_raw",
+            "per_core_vs_decode",
+            "ratio_vs_decode_stage",
+            "ratio_vs_decode",
+            "ratio_vs_rasterio",
+        ],
+    )
+    # growth needs two sizes
+    assert "cost_growth" not in figures and "decode_write_cost_growth" not in figures
+    assert stdout.rstrip().splitlines()[-1].startswith("ratio_vs_rasterio=")
+
+
+def test_decode_only_baseline_returns_counts_not_bands(ingest_bench):
+    """The decode-only run decodes every patch as the ingest plans it (same tasks) and returns
+    one row of counts per task to the JVM: 16 bytes each, no band byte."""
+    out, stdout = ingest_bench
+    medians = dict(re.findall(rf"^  {PAIRS} pairs: (\w+) = ([0-9.,]+)$", stdout, re.MULTILINE))
+    archive = manifest(out)
+    patches = len(archive["s2_patches"]) + len(archive["s1_patches"])
+    tasks = task_count(PAIRS, int(float(medians["cores"])))
+    assert float(medians["decode_patches"]) == patches == 2 * PAIRS
+    assert float(medians["decode_rows_to_jvm"]) == tasks
+    assert float(medians["decode_bytes_to_jvm"]) == 16 * tasks
+
+
+def test_loader_benchmark_prints_its_ratios(ingest_bench):
+    out, _ = ingest_bench  # its archive and lake
+    args = ("--pairs", str(PAIRS), "--out", str(out), "--repeats", "1", "--epochs", "1")
+    stdout = run_cli("python", "-m", "benchmarks.loader", *args, "--geotiff-samples", "8").stdout
+    figures = printed(stdout)
+    assert_positive(
+        figures,
+        [
+            "one_worker_samples_per_s",
+            "two_workers_samples_per_s",
+            "pyarrow_rows_per_s",
+            "geotiff_samples_per_s",
+            "ratio_vs_pyarrow",
+            "worker_scaling",
+            "ratio_vs_geotiff",
+        ],
+    )
+    rows = train_rows(out)
+    balance = math.ceil(rows / 4) / (rows / 4)
+    assert float(figures["shard_balance"]) == pytest.approx(balance, abs=5e-4)
+    cfg = TrainConfig()  # the training configuration it reads with
+    assert f"batch {cfg.batch_size}, {cfg.resampling}, stats {cfg.stats}, augment True" in stdout
+    assert stdout.rstrip().splitlines()[-1].startswith("ratio_vs_geotiff=")
+
+
+def test_geotiff_baseline_delivers_the_readers_batches(ingest_bench):
+    """The per-sample GeoTIFF dataset does the reader's work: the same inputs (decoded,
+    resampled, normalised, augmented as in training) and targets, batch by batch."""
+    out, _ = ingest_bench
+    rows = train_rows(out)
+    spec = training_spec(out / f"lake_{PAIRS}", None, 3)  # batches of 3 rows
+    files, targets = geotiff_samples(spec, out / f"archive_v1_{PAIRS}", rows)
+    reader = PatchLoader(replace(spec, workers=0)).epoch(0)
+    sizes = []
+    for batch, (x, y) in zip(reader, geotiff_batches(spec, files, targets), strict=True):
+        assert torch.equal(x, batch.x) and torch.equal(y, batch.y)
+        sizes.append(len(x))
+    assert sizes == [3] * (rows // 3) + [rows % 3] * (rows % 3 > 0)
