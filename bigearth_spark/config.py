@@ -18,7 +18,7 @@ CONF_DIR = Path(os.environ.get("BIGEARTH_CONF_DIR", Path(__file__).resolve().par
 class Config:
     """Settings of a run."""
 
-    lake: str = "lake"  # lake root URI: file:/..., s3a://..., abfss://..., hdfs://..., dbfs:/...
+    lake: str = "lake"  # lake root: a path or URI, file:/, dbfs:/, s3a://, abfss://, gs://, hdfs://
     database: str = "bigearthnet"  # catalog database the tables are registered in
     master: str | None = None  # None: spark-submit's --master, or local[*]
     spark_conf: dict[str, str] = field(default_factory=dict)
@@ -33,10 +33,11 @@ def reject_unknown_keys(data: Mapping[str, Any], cls: type, where: str) -> None:
 
 
 def normalize_lake(lake: str) -> str:
-    """A lake URI: URIs with a scheme stay as they are, local paths become absolute."""
-    return (
-        lake if "://" in lake or lake.startswith(("file:", "dbfs:")) else str(Path(lake).resolve())
-    )
+    """A lake URI: URIs with a scheme (``file:``, ``dbfs:/``, ``s3a://``...: see
+    :func:`bigearth_spark.storage.is_uri`) stay as they are, local paths become absolute."""
+    from bigearth_spark import storage  # pyarrow: not imported by every command's start
+
+    return lake if storage.is_uri(lake) else str(Path(lake).resolve())
 
 
 def profile_path(profile: str) -> Path:

@@ -1,15 +1,21 @@
 """One filesystem layer for archives and lakes read outside Spark: local paths and URIs.
 
 Plain paths and ``file:`` URIs go through ``os`` (the executors' hot path stays one ``scandir``
-per folder and one unbuffered read per file). Object stores and HDFS go through pyarrow's
-filesystems: ``s3a://``, ``s3://`` (S3 and S3-compatible servers), ``gs://``, ``hdfs://``, and
-``abfss://`` where ``adlfs`` (fsspec) is installed. Spark's own reads and writes use Hadoop's
-filesystems with the same URIs (see :mod:`bigearth_spark.spark`).
+per folder and one unbuffered read per file), and so do Databricks' ``dbfs:/path`` URIs, through
+the FUSE view of DBFS that Databricks mounts at ``/dbfs`` on every node (:data:`DBFS_ROOT`).
+Object stores and HDFS go through pyarrow's filesystems: ``s3a://``, ``s3://`` (S3 and
+S3-compatible servers), ``gs://``, ``hdfs://``, and ``abfss://`` where ``adlfs`` (fsspec) is
+installed. Spark's own reads and writes use Hadoop's filesystems with the same URIs (see
+:mod:`bigearth_spark.spark`); functions that name a file return ``dbfs:`` URIs as such, so what
+is handed to Spark stays a URI that Spark reads itself.
 
 Credentials come from the standard environment of each SDK (``AWS_ACCESS_KEY_ID``,
-``AWS_PROFILE``, instance roles; ``GOOGLE_APPLICATION_CREDENTIALS``; Azure's
-``DefaultAzureCredential``) and never from code. An S3-compatible server other than AWS is named
-by ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (the AWS SDKs' own variables).
+``AWS_PROFILE``, instance roles; ``GOOGLE_APPLICATION_CREDENTIALS`` or the node's service
+account; Azure: adlfs' ``AZURE_STORAGE_CONNECTION_STRING``, ``AZURE_STORAGE_ACCOUNT_KEY`` or
+``AZURE_STORAGE_SAS_TOKEN``, else ``DefaultAzureCredential``: ``AZURE_CLIENT_ID``/
+``AZURE_TENANT_ID``/``AZURE_CLIENT_SECRET``, workload or managed identity, ``az login``) and
+never from code. An S3-compatible server other than AWS is named by ``AWS_ENDPOINT_URL_S3`` or
+``AWS_ENDPOINT_URL`` (the AWS SDKs' own variables).
 """
 
 from __future__ import annotations
@@ -25,10 +31,15 @@ import pyarrow.parquet as pq
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 S3_SCHEMES = frozenset({"s3", "s3a", "s3n"})
+DBFS_ROOT = "/dbfs"  # where Databricks mounts DBFS on every node (its FUSE view)
+_DBFS = re.compile(r"^dbfs:(?:///|/(?!/))(.*)$", re.IGNORECASE)  # dbfs:/path, dbfs:///path
+# abfss://container@account.dfs.<cloud's suffix>/path (Hadoop's ABFS URI; .blob. also accepted)
+_ABFS = re.compile(r"^abfss?://([^@/]+)@([a-z0-9]+)\.(?:dfs|blob)\.([^/?#]+)([^?#]*)$", re.I)
+_LOCAL = (None, "dbfs")  # the schemes read through ``os``
 
 
 class StorageError(ValueError):
-    """A URI whose filesystem is unknown or not installed."""
+    """A URI that is malformed, or whose filesystem is unknown or not installed."""
 
 
 @dataclass(frozen=True)
@@ -41,33 +52,55 @@ class Entry:
 
 
 def scheme(uri: str) -> str | None:
-    """The URI scheme of ``uri`` (``s3a``, ``gs``...), or None for a plain path or ``file:``."""
-    if "://" not in uri:  # a plain path (the executors' hot path: no regex per file)
-        return None
+    """The URI scheme of ``uri`` (``s3a``, ``gs``, ``dbfs``...), or None for a plain path or
+    ``file:``."""
+    if "://" not in uri:  # a plain path (the executors' hot path: no regex per file) or dbfs:/
+        return "dbfs" if uri[:5].lower() == "dbfs:" else None
     m = _SCHEME.match(uri)
     return m.group(1).lower() if m and m.group(1).lower() != "file" else None
 
 
+def is_uri(uri: str) -> bool:
+    """True for a URI with a scheme (``file:`` and ``dbfs:`` included), False for a plain path."""
+    return scheme(uri) is not None or uri.startswith("file:")
+
+
 def is_local(uri: str) -> bool:
-    """True for a plain path or a ``file:`` URI."""
-    return scheme(uri) is None
+    """True for what is read through ``os``: a plain path, a ``file:`` or a ``dbfs:`` URI."""
+    return scheme(uri) in _LOCAL
 
 
 def local_path(uri: str) -> str:
-    """The path of a plain path or ``file:`` URI."""
-    return re.sub(r"^file:(//)?", "", uri) if uri.startswith("file:") else uri
+    """The path of a plain path, ``file:`` or ``dbfs:`` URI (a ``dbfs:`` URI's path under
+    :data:`DBFS_ROOT`)."""
+    if uri.startswith("file:"):
+        return re.sub(r"^file:(//)?", "", uri)
+    if uri[:5].lower() == "dbfs:":
+        return DBFS_ROOT + dbfs_path(uri)
+    return uri
+
+
+def dbfs_path(uri: str) -> str:
+    """The absolute path within DBFS of ``dbfs:/path`` or ``dbfs:///path`` (Spark's forms)."""
+    m = _DBFS.match(uri)
+    if m is None:
+        raise StorageError(f"{uri}: a DBFS URI is dbfs:/path or dbfs:///path")
+    return "/" + m.group(1)
 
 
 def normalize(uri: str) -> str:
-    """An absolute local path, or the URI without a trailing slash."""
-    if is_local(uri):
+    """An absolute local path, a ``dbfs:/path`` URI, or the URI without a trailing slash."""
+    s = scheme(uri)
+    if s is None:
         return os.path.abspath(local_path(uri))
+    if s == "dbfs":
+        return "dbfs:" + (dbfs_path(uri).rstrip("/") or "/")
     return uri.rstrip("/")
 
 
 def join(base: str, *names: str) -> str:
     """``base``/``names`` for a path or URI."""
-    if is_local(base):
+    if scheme(base) is None:
         return os.path.join(local_path(base), *names)
     return "/".join([base.rstrip("/"), *names])
 
@@ -90,32 +123,85 @@ def _s3(endpoint: str | None, region: str | None) -> pafs.FileSystem:
     return pafs.S3FileSystem(endpoint_override=url.netloc, scheme=url.scheme, region=region)
 
 
-def _azure(uri: str) -> pafs.FileSystem:
+@lru_cache(maxsize=1)
+def _gcs() -> pafs.FileSystem:
+    return pafs.GcsFileSystem()  # Google's default credentials, resolved by the GCS client
+
+
+def azure_options(uri: str) -> tuple[dict[str, str | bool], str]:
+    """The arguments of adlfs' ``AzureBlobFileSystem`` for an ``abfss://`` URI, and the path
+    (``container/path``) within it.
+
+    The account and its cloud come from the URI's host (its blob endpoint: Hadoop's URI names
+    the ``dfs`` one). ``anon=False``: adlfs then authenticates with its own variables
+    (``AZURE_STORAGE_CONNECTION_STRING``, ``AZURE_STORAGE_ACCOUNT_KEY``,
+    ``AZURE_STORAGE_SAS_TOKEN``) or else ``DefaultAzureCredential``, never anonymously."""
+    m = _ABFS.match(uri)
+    if m is None:
+        raise StorageError(
+            f"{uri}: an ADLS URI is abfss://<container>@<account>.dfs.core.windows.net/<path>"
+        )
+    container, account, suffix, path = m.groups()
+    account, suffix = account.lower(), suffix.lower()
+    options = {"account_name": account, "account_host": f"{account}.blob.{suffix}", "anon": False}
+    return options, container + path.rstrip("/")
+
+
+def _azure(uri: str) -> tuple[pafs.FileSystem, str]:
+    options, path = azure_options(uri)
     try:
-        import adlfs
-    except ImportError:
-        raise StorageError(f"{uri}: abfss:// needs the adlfs package (pip install adlfs)") from None
-    account = urlsplit(uri).netloc.split("@")[-1].split(".")[0]
-    return pafs.PyFileSystem(pafs.FSSpecHandler(adlfs.AzureBlobFileSystem(account_name=account)))
+        return _adlfs(**options), path
+    except ModuleNotFoundError as e:
+        if e.name != "adlfs":
+            raise
+        raise StorageError(
+            f"{uri}: abfss:// needs the adlfs package (pip install 'adlfs>=2024.7')"
+        ) from None
+
+
+@lru_cache(maxsize=8)
+def _adlfs(account_name: str, account_host: str, anon: bool) -> pafs.FileSystem:
+    import adlfs  # an optional dependency: only abfss:// needs it
+
+    fs = adlfs.AzureBlobFileSystem(account_name=account_name, account_host=account_host, anon=anon)
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+def hdfs_root(uri: str) -> tuple[str, str]:
+    """The filesystem URI handed to pyarrow's ``FileSystem.from_uri`` for an ``hdfs://`` or
+    ``viewfs://`` URI (``hdfs://namenode:port/``, with the URI's query: pyarrow's ``user``,
+    ``replication``... options), and the path within it."""
+    url = urlsplit(uri)
+    query = f"?{url.query}" if url.query else ""
+    return f"{url.scheme.lower()}://{url.netloc}/{query}", url.path.rstrip("/") or "/"
+
+
+@lru_cache(maxsize=8)
+def _hdfs(root: str) -> pafs.FileSystem:
+    return pafs.FileSystem.from_uri(root)[0]  # one connection per namenode
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem of ``uri`` and the path within it."""
+    """The pyarrow filesystem of ``uri`` and the path within it. Raises :class:`StorageError`
+    for a malformed URI, an unknown scheme, or a filesystem that is not installed."""
     s = scheme(uri)
-    if s is None:
+    if s in _LOCAL:
         return pafs.LocalFileSystem(), os.path.abspath(local_path(uri))
     url = urlsplit(uri)
     if s in S3_SCHEMES:
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         return _s3(s3_endpoint(), region), url.netloc + url.path.rstrip("/")
     if s in ("gs", "gcs"):
-        return pafs.GcsFileSystem(), url.netloc + url.path.rstrip("/")
+        return _gcs(), url.netloc + url.path.rstrip("/")
     if s in ("abfs", "abfss"):
-        return _azure(uri), url.netloc.split("@")[0] + url.path.rstrip("/")
+        return _azure(uri)
     if s in ("hdfs", "viewfs"):
-        fs, path = pafs.FileSystem.from_uri(uri)
-        return fs, path.rstrip("/")
-    raise StorageError(f"{uri}: no filesystem for scheme {s}://")
+        root, path = hdfs_root(uri)
+        return _hdfs(root), path
+    raise StorageError(
+        f"{uri}: no filesystem for scheme {s}:// (supported: paths, file:, dbfs:/, s3a://, "
+        f"s3://, s3n://, gs://, abfss://, abfs://, hdfs://, viewfs://)"
+    )
 
 
 def list_dir(uri: str) -> list[Entry]:
@@ -123,7 +209,10 @@ def list_dir(uri: str) -> list[Entry]:
     not exist (an object store: when no object lies below it)."""
     if is_local(uri):
         with os.scandir(local_path(uri)) as it:
-            return sorted((Entry(e.name, e.path, e.is_dir()) for e in it), key=lambda e: e.name)
+            found = sorted((e.name, e.path, e.is_dir()) for e in it)
+        if scheme(uri) == "dbfs":  # named by URI, as the folder is
+            return [Entry(name, join(uri, name), d) for name, _, d in found]
+        return [Entry(name, path, d) for name, path, d in found]
     fs, path = filesystem(uri)
     infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     if not infos and fs.get_file_info(path).type != pafs.FileType.Directory:
