@@ -24,7 +24,7 @@ import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -71,10 +71,11 @@ def is_local(uri: str) -> bool:
 
 
 def local_path(uri: str) -> str:
-    """The path of a plain path, ``file:`` or ``dbfs:`` URI (a ``dbfs:`` URI's path under
-    :data:`DBFS_ROOT`)."""
+    """The path of a plain path, ``file:`` or ``dbfs:`` URI as the OS names it (a ``file:``
+    URI's percent-encoded bytes decoded, RFC 8089: see :func:`as_text`; a ``dbfs:`` URI's path
+    under :data:`DBFS_ROOT`)."""
     if uri.startswith("file:"):
-        return re.sub(r"^file:(//)?", "", uri)
+        return os.fsdecode(unquote_to_bytes(re.sub(r"^file:(//)?", "", uri)))
     if uri[:5].lower() == "dbfs:":
         return DBFS_ROOT + dbfs_path(uri)
     return uri
@@ -88,20 +89,38 @@ def dbfs_path(uri: str) -> str:
     return "/" + m.group(1)
 
 
+def as_text(path: str) -> str:
+    """A local path as text that Arrow, Spark and the lake can hold, and that every function of
+    this module reads back as the same path.
+
+    Linux allows any bytes but ``/`` and NUL in a name, and Python hands undecodable ones over as
+    surrogate escapes, which no UTF-8 column can store. A path that is valid UTF-8 is returned
+    as it is; any other becomes a ``file://`` URI with its bytes percent-encoded (RFC 8089),
+    which :func:`local_path` decodes back to the OS's bytes."""
+    if path.isascii():  # the executors' hot path: archives' names are ASCII
+        return path
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return "file://" + quote(os.fsencode(path), safe="/")
+    return path
+
+
 def normalize(uri: str) -> str:
-    """An absolute local path, a ``dbfs:/path`` URI, or the URI without a trailing slash."""
+    """An absolute local path (:func:`as_text`), a ``dbfs:/path`` URI, or the URI without a
+    trailing slash."""
     s = scheme(uri)
     if s is None:
-        return os.path.abspath(local_path(uri))
+        return as_text(os.path.abspath(local_path(uri)))
     if s == "dbfs":
         return "dbfs:" + (dbfs_path(uri).rstrip("/") or "/")
     return uri.rstrip("/")
 
 
 def join(base: str, *names: str) -> str:
-    """``base``/``names`` for a path or URI."""
+    """``base``/``names`` for a path or URI; a plain path's result is :func:`as_text`."""
     if scheme(base) is None:
-        return os.path.join(local_path(base), *names)
+        return as_text(os.path.join(local_path(base), *names))
     return "/".join([base.rstrip("/"), *names])
 
 
@@ -212,7 +231,7 @@ def list_dir(uri: str) -> list[Entry]:
             found = sorted((e.name, e.path, e.is_dir()) for e in it)
         if scheme(uri) == "dbfs":  # named by URI, as the folder is
             return [Entry(name, join(uri, name), d) for name, _, d in found]
-        return [Entry(name, path, d) for name, path, d in found]
+        return [Entry(name, as_text(path), d) for name, path, d in found]
     fs, path = filesystem(uri)
     infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     if not infos and fs.get_file_info(path).type != pafs.FileType.Directory:

@@ -15,9 +15,12 @@ SAMPLES = SHARED / "samples" / "v1"
 VENV_BIN = Path(sys.executable).parent
 
 
-def run_cli(*args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run a console command of the venv (``bigearth-spark``, ``spark-submit`` ...)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_cli(
+    *args: str, check: bool = True, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run a console command of the venv (``bigearth-spark``, ``spark-submit`` ...), with
+    ``env`` added to this process's environment."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run(
         [str(VENV_BIN / args[0]), *args[1:]],
         cwd=REPO,

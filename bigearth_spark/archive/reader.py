@@ -36,7 +36,8 @@ UNKNOWN_LABEL = "unknown_label"  # a JSON label outside the 43-class nomenclatur
 INCONSISTENT_GEO = "inconsistent_geo"  # EPSG, corner or pixel size disagree (bands, JSON)
 BAD_NAME = "bad_name"  # the folder name is not a patch name of that type
 MULTI_SAMPLE = "multi_sample"  # a band tif with more than one sample per pixel
-READ_ERROR = "read_error"  # an I/O error while reading (transient: retried, then re-read later)
+READ_ERROR = "read_error"  # an I/O or storage error (transient: retried, then re-read later)
+UNREADABLE = "unreadable"  # an unforeseen exception: not a verified defect, re-read later
 REASONS = (
     EMPTY_FOLDER,
     MISSING_BAND,
@@ -50,8 +51,14 @@ REASONS = (
     BAD_NAME,
     MULTI_SAMPLE,
     READ_ERROR,
+    UNREADABLE,
 )
+# retried within the run that meets them (OSError and its subclasses: pyarrow's storage errors,
+# timeouts, permissions, EIO)
 TRANSIENT_REASONS = frozenset({READ_ERROR})
+# not a verified defect of the data: the side is read again by the next run; every other reason
+# is permanent (the side is not read again until its folder changes id or the lake forgets it)
+RETRIED_LATER = frozenset({READ_ERROR, UNREADABLE})
 FOLDER_TYPES = ("v1_s2", "v1_s1", "v2_s2", "v2_s1", "v2_reference_map")
 
 _GEO_TOLERANCE_M = 1e-3  # corners and pixel sizes are whole metres in the archives
@@ -171,11 +178,13 @@ def _read(folder: str, layout: _Layout) -> PatchRecord:
 
 
 def _list(folder: str) -> set[str]:
-    """Names in the folder (one directory listing)."""
+    """Names in the folder (one directory listing); a storage error is :data:`READ_ERROR`."""
     try:
         return storage.list_names(folder)
     except (FileNotFoundError, NotADirectoryError) as e:
         raise PatchError(EMPTY_FOLDER, folder, f"no such folder ({e.strerror})") from None
+    except OSError as e:  # EIO, permissions, an object store's throttling or timeout
+        raise PatchError(READ_ERROR, folder, f"listing failed: {type(e).__name__}: {e}") from None
 
 
 def _read_band(path: str, band: Band) -> GeoBand:

@@ -10,7 +10,6 @@ retried before they count.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 
 import pyarrow as pa
@@ -21,11 +20,11 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from bigearth_spark.archive import reader
 from bigearth_spark.archive.bands import encode_band
 from bigearth_spark.archive.names import BadNameError
+from bigearth_spark.retry import READ_ATTEMPTS, is_storage_error, retried
 from bigearth_spark.tables import part_files
 from bigearth_spark.tables.schema import ISSUES, PAIR_SOURCE, SIDE_PATH, SIDES, STRS
 
 BATCH_ROWS = 16  # ~4.5 MB of S1+S2 bands per Arrow batch
-READ_ATTEMPTS = 3  # tries of a side that fails with an I/O error
 STORED = T.StructField("stored_sides", STRS, False)
 Finish = Callable[[dict, dict], None]  # (decoded row, its unit): completes the row in place
 
@@ -39,23 +38,28 @@ def output_schema(passthrough: list[T.StructField]) -> T.StructType:
     )
 
 
-def read_side(folder_type: str, path: str, attempts: int = READ_ATTEMPTS) -> reader.PatchRecord:
-    """Read one patch folder; I/O errors are retried ``attempts`` times with a short backoff.
+def _transient(e: BaseException) -> bool:
+    return is_storage_error(e) or (
+        isinstance(e, reader.PatchError) and e.reason in reader.TRANSIENT_REASONS
+    )
 
-    Raises :class:`reader.PatchError` (an unforeseen exception becomes reason ``unreadable``).
-    """
-    for attempt in range(attempts):
-        try:
-            return reader.read_patch(path, folder_type)
-        except reader.PatchError as e:
-            if e.reason not in reader.TRANSIENT_REASONS or attempt == attempts - 1:
-                raise
-        except BadNameError as e:
-            raise reader.PatchError(reader.BAD_NAME, path, str(e)) from None
-        except Exception as e:  # an unforeseen defect quarantines the side, not the job
-            raise reader.PatchError("unreadable", path, f"{type(e).__name__}: {e}") from None
-        time.sleep(0.1 * 2**attempt)
-    raise AssertionError("unreachable")
+
+def read_side(folder_type: str, path: str, attempts: int = READ_ATTEMPTS) -> reader.PatchRecord:
+    """Read one patch folder, up to ``attempts`` times with a short backoff while it fails with
+    an I/O or storage error (reason ``read_error``: read again by the next run too).
+
+    Raises :class:`reader.PatchError`; an unforeseen exception becomes reason ``unreadable``
+    (not retried in the run, read again by the next one)."""
+    try:
+        return retried(lambda: reader.read_patch(path, folder_type), _transient, attempts)
+    except reader.PatchError:
+        raise
+    except BadNameError as e:
+        raise reader.PatchError(reader.BAD_NAME, path, str(e)) from None
+    except OSError as e:
+        raise reader.PatchError(reader.READ_ERROR, path, f"{type(e).__name__}: {e}") from None
+    except Exception as e:  # an unforeseen defect quarantines the side, not the job
+        raise reader.PatchError(reader.UNREADABLE, path, f"{type(e).__name__}: {e}") from None
 
 
 def _fill(row: dict, side: str, rec: reader.PatchRecord) -> None:
@@ -86,6 +90,17 @@ def _fill(row: dict, side: str, rec: reader.PatchRecord) -> None:
             row["labels43"] = rec.labels43
 
 
+def _checked_partner(unit: dict, rec: reader.PatchRecord) -> reader.PatchRecord:
+    """``rec``, unless it is a v1 S1 patch whose JSON names another S2 partner than the unit's
+    key: discovery could not read that JSON (an I/O error: it keys such a folder by its own id),
+    so the pair is formed by the next run (reason ``read_error``)."""
+    partner = rec.corresponding_s2_patch
+    if partner is None or partner == unit["patch_id"]:
+        return rec
+    detail = f"its JSON names S2 patch {partner} but could not be read while pairing"
+    raise reader.PatchError(reader.READ_ERROR, rec.path, detail)
+
+
 def decode_unit(unit: dict) -> dict:
     """One pair row of a unit: the sides marked ``need_<side>`` read from their folders."""
     row: dict = {"patch_id": unit["patch_id"], "archive": unit["archive"], "issues": []}
@@ -95,7 +110,7 @@ def decode_unit(unit: dict) -> dict:
         if not unit.get(f"need_{side}") or path is None:
             continue
         try:
-            rec = read_side(f"{unit['archive']}_{side}", path)
+            rec = _checked_partner(unit, read_side(f"{unit['archive']}_{side}", path))
         except reader.PatchError as e:
             folder_id = path.rstrip("/").rsplit("/", 1)[-1]
             row["issues"].append(

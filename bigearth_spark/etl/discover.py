@@ -22,6 +22,8 @@ from pyspark.sql import types as T
 
 from bigearth_spark import storage
 from bigearth_spark.archive import layout
+from bigearth_spark.archive.reader import READ_ERROR
+from bigearth_spark.retry import retried
 from bigearth_spark.tables.schema import issue
 
 # folder type (archive.reader.read_patch) → the side of a pair it fills
@@ -33,6 +35,7 @@ SIDE_OF_FOLDER_TYPE = {
     "v2_reference_map": "reference_map",
 }
 STRAY_FILE, DUPLICATE = "stray_file", "duplicate_patch_id"
+UNLISTED = "unlisted_folder"  # folder type of a v2 tile folder whose listing failed
 DUPLICATE_PARTNER, MISSING_METADATA = "duplicate_partner", "missing_metadata"
 ENTRY_SCHEMA = T.StructType(
     [
@@ -47,6 +50,7 @@ FOLDER_SCHEMA = T.StructType(
         T.StructField("path", T.StringType(), False),
         T.StructField("folder_id", T.StringType(), False),  # the folder's name: its patch id
         T.StructField("key", T.StringType()),  # the pair key (S2 id) where known on executors
+        T.StructField("error", T.StringType()),  # why an UNLISTED folder could not be listed
     ]
 )
 SIDES = ("s2", "s1", "reference_map")
@@ -54,11 +58,13 @@ SIDES = ("s2", "s1", "reference_map")
 
 def v1_s1_partner(folder: str) -> str | None:
     """``corresponding_s2_patch`` of a v1 S1 folder's JSON, or None when it cannot be read (the
-    decoder then reports why)."""
+    decoder then reports why: a defect of the JSON, or a read error that the decoder checks
+    against the partner it reads, see :func:`bigearth_spark.etl.decode.decode_unit`)."""
     name = storage.basename(folder)
     try:
-        doc = storage.read_bytes(storage.join(folder, f"{name}_labels_metadata.json"))
-        partner = json.loads(doc).get("corresponding_s2_patch")
+        json_path = storage.join(folder, f"{name}_labels_metadata.json")
+        partner = json.loads(retried(lambda: storage.read_bytes(json_path)))
+        partner = partner.get("corresponding_s2_patch")
     except (OSError, ValueError, AttributeError):
         return None
     return partner if isinstance(partner, str) else None
@@ -72,14 +78,27 @@ def _key(folder_type: str, path: str, name: str) -> str | None:
     return name
 
 
+def _expand_entry(entry: layout.Entry) -> list[tuple]:
+    """Rows of :data:`FOLDER_SCHEMA` for one top entry; a folder whose listing keeps failing
+    with an I/O error is one :data:`UNLISTED` row (listed again by the next run)."""
+    try:
+        found = retried(lambda: layout.expand(entry))
+    except OSError as e:
+        name = storage.basename(entry.path)
+        return [(UNLISTED, entry.path, name, None, f"listing failed: {type(e).__name__}: {e}")]
+    rows = []
+    for e in found:
+        name = storage.basename(e.path)
+        rows.append((e.folder_type, e.path, name, _key(e.folder_type, e.path, name), None))
+    return rows
+
+
 def _expand(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """Executors: top entries → patch folders (and stray files) with their pair keys."""
     for frame in frames:
         rows = []
         for folder_type, path, nested in frame.itertuples(index=False):
-            for e in layout.expand(layout.Entry(folder_type, path, nested)):
-                name = storage.basename(e.path)
-                rows.append((e.folder_type, e.path, name, _key(e.folder_type, e.path, name)))
+            rows += _expand_entry(layout.Entry(folder_type, path, nested))
         yield pd.DataFrame(rows, columns=FOLDER_SCHEMA.fieldNames())
 
 
@@ -134,7 +153,7 @@ def discover(found: DataFrame, metadata: DataFrame) -> tuple[DataFrame, DataFram
     )
     is_v2_s1 = F.col("folder_type") == "v2_s1"
     patches = (
-        found.where(F.col("folder_type") != STRAY_FILE)
+        found.where(~F.col("folder_type").isin(STRAY_FILE, UNLISTED))
         .join(v2_s1_keys, "folder_id", "left")
         .withColumn("key", F.coalesce("key", F.when(is_v2_s1, F.col("_meta_key"))))
         .withColumn("side", side)
@@ -144,6 +163,9 @@ def discover(found: DataFrame, metadata: DataFrame) -> tuple[DataFrame, DataFram
         _issue(
             "file", STRAY_FILE, "a file where patch folders belong", F.lit(None).cast("string")
         ).alias("issue")
+    )
+    unlisted = found.where(F.col("folder_type") == UNLISTED).select(
+        _issue("folder", READ_ERROR, F.col("error"), F.col("folder_id")).alias("issue")
     )
     unpaired = patches.where(F.col("key").isNull()).select(
         _issue(
@@ -172,7 +194,7 @@ def discover(found: DataFrame, metadata: DataFrame) -> tuple[DataFrame, DataFram
         F.get("s1", 0)["path"].alias("s1_path"),
         F.get("reference_map", 0)["path"].alias("reference_map_path"),
     )
-    issues = strays.unionByName(unpaired)
+    issues = strays.unionByName(unlisted).unionByName(unpaired)
     for name in SIDES:
         extra = grouped.select(
             F.get(name, 0)["folder_id"].alias("_first"),

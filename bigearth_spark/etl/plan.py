@@ -1,8 +1,9 @@
 """The plan of a run: which sides of the discovered pair units still need decoding.
 
 Units are matched with the lake by patch id, never by path (the same archive at another mount is
-a no-op), and a side that already failed for a permanent reason is not read again; transient read
-errors and folder-level findings (stray files, duplicates) do not block a side.
+a no-op), and a side that already failed for a verified defect of its data is not read again;
+storage errors and unforeseen exceptions (:data:`~bigearth_spark.archive.reader.RETRIED_LATER`)
+and folder-level findings (stray files, duplicates) do not block a side.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from bigearth_spark.archive.reader import TRANSIENT_REASONS
+from bigearth_spark.archive.reader import RETRIED_LATER
 from bigearth_spark.etl import discover, pairs
 from bigearth_spark.tables import schema
 
@@ -19,7 +20,7 @@ UNITS_PER_TASK = 1000  # pairs decoded per task, streamed to one open file per s
 SIDES = tuple(schema.SIDE_PATH)
 NEED = [f"need_{s}" for s in SIDES]
 # reasons that do not stop a later run from reading the side again
-_RETRIED = (*TRANSIENT_REASONS, discover.STRAY_FILE, discover.DUPLICATE, discover.DUPLICATE_PARTNER)
+_RETRIED = (*RETRIED_LATER, discover.STRAY_FILE, discover.DUPLICATE, discover.DUPLICATE_PARTNER)
 
 
 def has_side(side: str) -> Column:

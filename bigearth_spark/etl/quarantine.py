@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from bigearth_spark.archive.reader import READ_ERROR
 from bigearth_spark.etl import discover, pairs
 from bigearth_spark.tables import schema
 
@@ -76,7 +77,11 @@ def desired_state(
     )
     candidates = fresh
     if current is not None:
-        kept = unresolved(current.where(F.col("origin").isin("unit", "input")), pairs_df, metadata)
+        # rows of this run's input are found again by its listing: a folder that could not be
+        # listed (read_error) is listed again by each run and reported only while it fails
+        relisted = (F.col("origin") == "input") & (F.col("reason") == READ_ERROR)
+        earlier = current.where(F.col("origin").isin("unit", "input") & ~relisted)
+        kept = unresolved(earlier, pairs_df, metadata)
         candidates = kept.withColumn("_old", F.lit(0)).unionByName(fresh)
     rank = F.create_map(*[F.lit(x) for kv in ORIGIN_RANK.items() for x in kv])
     identity = [F.coalesce("patch_id", "path"), "kind", "reason"]

@@ -346,12 +346,13 @@ def test_reasons_are_exported_and_errors_pickle() -> None:
         reader.BAD_NAME,
         reader.MULTI_SAMPLE,
         reader.READ_ERROR,
+        reader.UNREADABLE,
     )
     assert reader.BAD_NAME == "bad_name" and reader.INCONSISTENT_GEO == "inconsistent_geo"
     # bad_name: test_bad_names; multi_sample: test_band_with_two_samples_per_pixel_is_rejected;
-    # read_error: tests/etl/test_decode.py
+    # read_error, unreadable: tests/etl/test_decode.py, tests/etl/test_faults.py
     tested = {reason for reason, _, _ in DAMAGES.values()} | {"bad_name", "multi_sample"}
-    tested |= {"read_error"}
+    tested |= {"read_error", "unreadable"}
     assert tested == set(reader.REASONS)
     error = pickle.loads(pickle.dumps(PatchError(reader.MISSING_BAND, "/x", "missing band(s) B01")))
     assert (error.reason, error.path, str(error)) == (
