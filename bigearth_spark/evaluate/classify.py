@@ -55,7 +55,7 @@ def predict(model: torch.nn.Module, loader: PatchLoader, desc: str) -> Predictio
             es.append(embed(model, batch.x).numpy())
             ys.append(batch.y.numpy())
             ids += batch.ids
-    verify_epoch([ids], loader.rows_in_split, len(skipped))
+    verify_epoch([ids], loader.rows_in_split, [skipped])
     if skipped:
         log.warning(
             "%s: %d rows have no S1 partner and were not scored (modality %s)",

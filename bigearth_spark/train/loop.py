@@ -1,8 +1,9 @@
 """The Horovod training loop (one process per rank: ``horovodrun`` or Horovod-on-Spark).
 
 DistributedOptimizer, broadcast of parameters and optimizer state, LR scaled by world size with
-linear warm-up, BCE-with-logits, AMP on GPU, exactly-once check of every epoch, validation
-macro-AP for early stopping, rank-0 checkpoints and MLflow tracking, a progress bar on rank 0.
+linear warm-up, BCE-with-logits, AMP on GPU, exactly-once check of every epoch, a comparison of
+the ranks' weights after every epoch, validation macro-AP for early stopping, rank-0 checkpoints
+and MLflow tracking, a progress bar on rank 0.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -85,9 +87,10 @@ def _spec(cfg: TrainConfig, split: str, version: int | None) -> DataSpec:
 
 
 def _gather_epoch(ids: list[str], loader: PatchLoader, skipped: list[str]) -> int:
-    all_ids = hvd.allgather_object(ids)
-    all_skipped = sum(hvd.allgather_object(len(skipped)))
-    return verify_epoch(all_ids, loader.rows_in_split, all_skipped)
+    """Every rank's scored and skipped ids, verified to cover the split exactly once
+    (:func:`verify_epoch`); the number scored."""
+    per_rank = hvd.allgather_object((ids, skipped))
+    return verify_epoch([i for i, _ in per_rank], loader.rows_in_split, [s for _, s in per_rank])
 
 
 def evaluate(model: torch.nn.Module, loader: PatchLoader, device: torch.device) -> dict[str, Any]:
@@ -225,8 +228,9 @@ def _step(run: _Run, batch: Any, loss_fn: torch.nn.Module) -> float:
 
 
 def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
-    """Train one epoch on this rank's shard, bring the ranks together again and check that the
-    split was read exactly once; the mean training loss and the rows read, over all ranks."""
+    """Train one epoch on this rank's shard, bring the ranks together again, compare and align
+    their weights (:func:`_compare_and_align`) and check that the split was read exactly once;
+    the mean training loss and the rows read, over all ranks, and the comparison's outcome."""
     cfg = run.cfg
     torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + run.rank)  # resumed runs repeat exactly
     run.model.train()
@@ -242,14 +246,39 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
     # Shards are equal (±1 row) but their last batches may differ in number: ranks that finish
-    # early join (contributing zero gradients); the last rank to join holds the weights everyone
-    # continues from.
-    last = hvd.join()
-    hvd.broadcast_parameters(run.model.state_dict(), root_rank=last)
-    hvd.broadcast_optimizer_state(run.opt, root_rank=last)
+    # early join, contributing zero gradients to the others' remaining steps.
+    hvd.join()
+    agreement = _compare_and_align(run, len(losses))
     seen = _gather_epoch(ids, run.train_loader, skipped)
     mean_loss = float(np.mean(losses)) if losses else np.nan
-    return {"train_loss": float(np.mean(hvd.allgather_object(mean_loss))), "train_rows": seen}
+    loss = float(np.mean(hvd.allgather_object(mean_loss)))
+    return {"train_loss": loss, "train_rows": seen, **agreement}
+
+
+def _compare_and_align(run: _Run, steps: int) -> dict[str, float]:
+    """Compare the ranks' weights after an epoch, before any broadcast, and align the ranks.
+
+    Ranks that took the same number of optimizer steps (``steps``: this rank's) applied the same
+    averaged gradients, so their parameters must be bit-identical: ``ranks_agreed`` is 1.0 when
+    they are, 0.0 when some rank diverged. When all ranks stepped equally (the usual case) that
+    compares every rank and nothing is broadcast. When some ranks joined early they did not step
+    for the others' last batches: only ranks of equal step counts are compared (with two ranks,
+    none), the first rank of the most steps broadcasts its parameters and optimizer state, and
+    ``weights_broadcast`` is 1.0. Running statistics (BatchNorm buffers) follow each rank's own
+    batches and are not compared: they are always broadcast from that rank (rank 0 when all
+    stepped equally), so that every rank evaluates and checkpoints the same model.
+    """
+    per_rank = hvd.allgather_object((steps, _checksum(run.model.named_parameters())))
+    most = max(n for n, _ in per_rank)
+    root = next(r for r, (n, _) in enumerate(per_rank) if n == most)
+    uneven = any(n != most for n, _ in per_rank)
+    agreed = all(len({c for m, c in per_rank if m == n}) == 1 for n, _ in per_rank)
+    if uneven:
+        hvd.broadcast_parameters(run.model.state_dict(), root_rank=root)  # and the buffers
+        hvd.broadcast_optimizer_state(run.opt, root_rank=root)
+    elif buffers := dict(run.model.named_buffers()):
+        hvd.broadcast_parameters(buffers, root_rank=root)
+    return {"ranks_agreed": float(agreed), "weights_broadcast": float(uneven)}
 
 
 def _end_epoch(
@@ -269,17 +298,20 @@ def _end_epoch(
 
 
 def _result(run: _Run, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The run's outcome: validation metrics, table version, and whether all ranks agree."""
-    checksums = hvd.allgather_object(_checksum(run.model))
+    """The run's outcome: validation metrics, table version, whether the ranks' weights agreed
+    before any broadcast in every epoch (see :func:`_compare_and_align`) and in how many epochs
+    ranks joined early and the weights were broadcast."""
+    history = run.state.history
     return {
         **{k: float(metrics[k]) for k in ("micro_f1", "macro_f1", "macro_ap", "micro_ap")},
         "table_version": run.state.table_version,
         "epochs": run.state.epoch,
         "world_size": run.world,
         "checkpoint": str(Path(run.cfg.out) / checkpoint.BEST),
-        "ranks_identical_weights": len(set(checksums)) == 1,
-        "weights_sha256": checksums[0],
-        "train_loss": [h["train_loss"] for h in run.state.history],
+        "ranks_identical_weights": all(h["ranks_agreed"] == 1.0 for h in history),
+        "epochs_weights_broadcast": int(sum(h["weights_broadcast"] for h in history)),
+        "weights_sha256": _checksum(run.model.state_dict().items()),
+        "train_loss": [h["train_loss"] for h in history],
     }
 
 
@@ -311,9 +343,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return result
 
 
-def _checksum(model: torch.nn.Module) -> str:
+def _checksum(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """SHA-256 of named tensors (names and bytes, in name order)."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(tensors, key=lambda item: item[0]):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().numpy().tobytes())
     return digest.hexdigest()

@@ -19,13 +19,15 @@ from bigearth_spark.train.models import build_model
 from tests.conftest import VENV_BIN, run_cli
 
 pytestmark = pytest.mark.slow
+# Batches of 4: the 19 training rows make 3 steps on each rank in epochs 1 and 2 and 3 and 4 in
+# epoch 3 (rank 0 joins early), so the runs step both evenly and unevenly.
 ARGS = [
     "--model",
     "s-cnn",
     "--modality",
     "s1s2",
     "--batch-size",
-    "8",
+    "4",
     "--lr",
     "0.002",
     "--warmup-epochs",
@@ -35,7 +37,10 @@ ARGS = [
 ]
 
 
-def horovodrun(lake: str, out: Path, epochs: int, *extra: str) -> dict:
+def horovodrun(
+    lake: str, out: Path, epochs: int, *extra: str, script: str = "jobs/train.py"
+) -> dict:
+    """``script`` (``jobs/train.py``'s flags) under ``horovodrun -np 2``; rank 0's result."""
     proc = run_cli(
         "horovodrun",
         "-np",
@@ -43,7 +48,7 @@ def horovodrun(lake: str, out: Path, epochs: int, *extra: str) -> dict:
         "-H",
         "localhost:2",
         str(VENV_BIN / "python"),
-        "jobs/train.py",
+        script,
         "--lake",
         lake,
         "--out",
@@ -84,6 +89,7 @@ def trained(v1_lake, tmp_path_factory):
 def test_two_ranks_train_identically_and_loss_falls(trained):
     lake, _, straight, _, _ = trained
     assert straight["world_size"] == 2 and straight["ranks_identical_weights"]
+    assert straight["epochs_weights_broadcast"] == 1  # epoch 3, after rank 0 joined early
     assert straight["train_loss"][-1] < straight["train_loss"][0]
     assert straight["table_version"] == delta_log.snapshot(table_path(lake, schema.PAIRS)).version
     # the ranks' gathered validation scores equal one process scoring the final weights
@@ -91,6 +97,15 @@ def test_two_ranks_train_identically_and_loss_falls(trained):
     expected = multilabel_metrics(val.y, val.scores)
     for key in ("micro_f1", "macro_f1", "macro_ap", "micro_ap"):
         assert straight[key] == pytest.approx(expected[key], abs=1e-6), key
+
+
+def test_a_rank_whose_weights_diverge_fails_the_check(v1_lake, tmp_path):
+    """Rank 1 perturbs its averaged gradients (tests/train/diverging_rank.py): the comparison of
+    the ranks' weights before any broadcast sees it."""
+    lake, _ = v1_lake
+    result = horovodrun(lake, tmp_path / "run", 1, script="tests/train/diverging_rank.py")
+    assert result["epochs_weights_broadcast"] == 0
+    assert result["ranks_identical_weights"] is False
 
 
 def test_resumed_run_continues_exactly(trained):
@@ -180,4 +195,5 @@ def test_horovod_on_spark_launcher(v1_lake, tmp_path):
     lake, _ = v1_lake
     result = on_spark(lake, tmp_path / "run", 2)
     assert result["world_size"] == 2 and result["ranks_identical_weights"]
+    assert result["epochs_weights_broadcast"] == 0  # epochs 1 and 2: 3 steps on each rank
     assert result["epochs"] == 2 and len(result["train_loss"]) == 2
