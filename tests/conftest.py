@@ -82,3 +82,12 @@ def v2_archive(tmp_path_factory) -> tuple[Path, dict]:
 def v2_lake(spark, v2_archive, tmp_path_factory):
     """The v2 archive ingested once; (lake path, ingest report)."""
     return _ingest(spark, v2_archive[0], tmp_path_factory)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``spark`` every test that uses the Spark session (the ``spark`` fixture, directly or
+    through the lake fixtures): ``make test-fast`` runs the tests that are neither ``spark`` nor
+    ``slow``."""
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.spark)

@@ -8,7 +8,9 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context, set_start_method
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +125,15 @@ def _metric_rows(
     return rows
 
 
-def evaluate_checkpoint(
-    spark: SparkSession,
+@dataclass
+class Evaluation:
+    """A checkpoint's figures on a split and the rows they add to the ``metrics`` table."""
+
+    result: dict[str, Any]
+    rows: list[tuple]
+
+
+def score_checkpoint(
     lake: str,
     ckpt_path: str | Path,
     split: str = "test",
@@ -132,10 +141,13 @@ def evaluate_checkpoint(
     report_dir: str | Path | None = None,
     ks: tuple[int, ...] = (10, 20),
     workers: int | None = None,
-) -> dict[str, Any]:
-    """Evaluate a checkpoint; append rows to the ``metrics`` table; write the report.
+) -> Evaluation:
+    """Score a checkpoint on ``split`` (retrieval against ``archive_split``) and write the
+    report, without Spark: :func:`append_metrics` records the rows.
 
-    ``workers`` reader processes (default: the training run's setting)."""
+    ``workers`` reader processes (default: the training run's setting), forked from this
+    process: call it before this process starts a Spark session, or through
+    :func:`evaluate_checkpoint`."""
     ckpt = checkpoint.load(Path(ckpt_path))
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint at {ckpt_path}")
@@ -153,10 +165,6 @@ def evaluate_checkpoint(
     run_id = uuid.uuid4().hex[:12]
     key = (run_id, cfg["model"], cfg["modality"], version, split)
     rows = _metric_rows(key, result, metrics["per_class"], classes)
-    df = spark.createDataFrame(rows, T.StructType(METRICS_SCHEMA.fields[:-1]))
-    df.withColumn("evaluated_at", F.current_timestamp()).write.format("delta").mode("append").save(
-        table_path(lake, METRICS)
-    )
     if report_dir:
         counts = dict(zip(classes, test.y.sum(axis=0).astype(int).tolist(), strict=False))
         result["report"] = str(
@@ -171,7 +179,54 @@ def evaluate_checkpoint(
             "rows_without_s1": len(test.skipped),
         }
     )
-    return result
+    return Evaluation(result, rows)
+
+
+def append_metrics(spark: SparkSession, lake: str, rows: list[tuple]) -> None:
+    """Append an evaluation's rows to the lake's ``metrics`` table, stamped with the time."""
+    df = spark.createDataFrame(rows, T.StructType(METRICS_SCHEMA.fields[:-1]))
+    df.withColumn("evaluated_at", F.current_timestamp()).write.format("delta").mode("append").save(
+        table_path(lake, METRICS)
+    )
+
+
+def _scoring_process() -> None:
+    """Set up a scoring process of :func:`evaluate_checkpoint`: log warnings like a script, and
+    fork its readers, as any other process does (multiprocessing makes a process that a fork
+    server started start its own children the same way)."""
+    logging.basicConfig()
+    set_start_method(None, force=True)
+
+
+def evaluate_checkpoint(
+    spark: SparkSession,
+    lake: str,
+    ckpt_path: str | Path,
+    split: str = "test",
+    archive_split: str | None = "train",
+    report_dir: str | Path | None = None,
+    ks: tuple[int, ...] = (10, 20),
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint (:func:`score_checkpoint`); append rows to the ``metrics`` table;
+    write the report.
+
+    The scoring runs in another process, which holds no Spark session: its readers are forked,
+    and a process forked from one that holds ``spark``'s Py4J gateway shuts down the socket of
+    py4j's finalizer thread, which they share (a fork drops every thread but the caller, and
+    py4j closes a thread's connection when the thread's state goes): that thread's next command
+    fails with ``ConnectionResetError``, which py4j logs with its traceback (INFO, root logger)
+    before it reconnects. That process forks from multiprocessing's fork server, a fresh Python
+    that imports this module once (~5 s at the first call, then ~0.06 s a call), so the calling
+    script needs the usual ``if __name__ == "__main__":`` guard of multiprocessing."""
+    context = get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(1, context, initializer=_scoring_process) as pool:
+        evaluation = pool.submit(
+            score_checkpoint, lake, ckpt_path, split, archive_split, report_dir, ks, workers
+        ).result()
+    append_metrics(spark, lake, evaluation.rows)
+    return evaluation.result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,16 +241,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, help="reader processes (default: the training run's)")
     args = p.parse_args(argv)
     cfg = load_config(args.profile, lake=args.lake)
-    spark = build_spark("bigearth-evaluate", cfg.master, cfg.spark_conf)
-    result = evaluate_checkpoint(
-        spark,
-        normalize_lake(cfg.lake),
+    lake = normalize_lake(cfg.lake)
+    # scored before Spark starts (see evaluate_checkpoint: forks and the Py4J gateway)
+    evaluation = score_checkpoint(
+        lake,
         args.checkpoint,
         args.split,
         args.archive_split or None,
         args.report,
         workers=args.workers,
     )
+    append_metrics(
+        build_spark("bigearth-evaluate", cfg.master, cfg.spark_conf), lake, evaluation.rows
+    )
+    result = evaluation.result
     if "baseline_micro_f1" in result:
         print(
             f"{args.split}: micro-F1 {result['micro_f1']:.3f} vs label-frequency baseline "

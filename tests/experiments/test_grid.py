@@ -9,12 +9,14 @@ import json
 import pytest
 import torch
 import yaml
+from pyspark.sql import functions as F
 
 from bigearth_spark.archive.bands import MODALITIES
 from bigearth_spark.experiments.grid import ERROR, RESULT, Grid, cell_dir, run_grid
 from bigearth_spark.experiments.report import NOT_PUBLISHED, write_report
 from bigearth_spark.tables.write import table_path
 from bigearth_spark.train.models import build_model
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +105,40 @@ def test_grid_runs_resumes_and_reports(spark, v1_lake, tmp_path):
     assert "not in the zoo" in text and "0.4000" in text
     assert page.is_file() and (page.parent / "report.png").stat().st_size > 0
     assert "A tiny grid" in page.read_text()
+
+
+def test_experiment_run_prints_no_traceback(spark, v1_lake, tmp_path):
+    """`experiment run` holds a Spark session while each cell is evaluated by forked reader
+    processes (workers: 2): a reader forked from a process with a Py4J gateway shut down the
+    gateway's socket of py4j's finalizer thread, and py4j logged the resulting
+    ConnectionResetError with its traceback. A successful run prints none."""
+    lake, _ = v1_lake
+    doc = {
+        "name": "quiet",
+        "title": "One cell",
+        "source": "a test",
+        "split": "test",
+        "metrics": ["micro_f1"],
+        "train": {
+            "epochs": 1,
+            "batch_size": 8,
+            "workers": 2,
+            "augment": False,
+            "mlflow_uri": str(tmp_path / "mlruns"),
+        },
+        "cells": [{"name": "s-cnn", "model": "s-cnn", "modality": "s2-rgb"}],
+    }
+    path = tmp_path / "quiet.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "runs"
+    proc = run_cli(
+        "bigearth-spark", "experiment", "run", str(path), "--lake", lake, "--out", str(out)
+    )
+    for noise in ("Traceback", "Py4JNetworkError", "ConnectionResetError"):
+        assert noise not in proc.stderr, proc.stderr
+    result = json.loads((out / "quiet" / "s-cnn" / RESULT).read_text())["metrics"]
+    pairs = spark.read.format("delta").load(table_path(lake, "pairs"))
+    assert result["rows"] == pairs.where("split = 'test'").count()
+    metrics = spark.read.format("delta").load(table_path(lake, "metrics"))
+    per_class = metrics.where(F.col("run_id") == result["run_id"]).where("class IS NOT NULL")
+    assert per_class.count() == 5 * 19  # precision, recall, f1, ap, support of each class
