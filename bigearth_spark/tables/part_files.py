@@ -4,9 +4,11 @@ The ingest decodes bands in Python; handing them to the JVM only to have Spark's
 encode them again cost three copies of every band byte (Arrow → rows → Parquet pages). A decode
 task instead writes its rows here, into one open file per partition value, in row groups of
 :data:`ROWS_PER_GROUP` rows (what Spark's writer gave), and returns one Delta ``add`` action per
-file. The driver commits those actions in one transaction (:func:`bigearth_spark.tables.write.
-commit_files`): files of a task that failed or was killed are never committed, so they stay dead
-files, as with Spark's own writer.
+file, with the statistics Spark's writer would record (:mod:`~bigearth_spark.tables.file_stats`:
+min, max and NULL counts, so that readers skip the files a predicate rules out). The driver
+commits those actions in one transaction (:func:`bigearth_spark.tables.write.commit_files`):
+files of a task that failed or was killed are never committed, so they stay dead files, as with
+Spark's own writer.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from bigearth_spark import storage
 from bigearth_spark.tables import delta_log
+from bigearth_spark.tables.file_stats import FileStats
 
 ROWS_PER_GROUP = 100  # ~28 MB of S2+S1 bands before compression: what Spark's writer made
 ROWS_PER_FILE = 2000  # as spark.sql.files.maxRecordsPerFile
@@ -47,10 +50,12 @@ def record_batch(
 
 
 class _OpenFile:
-    """One data file being written: a Parquet writer and the rows waiting for a row group."""
+    """One data file being written: a Parquet writer, the rows waiting for a row group and the
+    statistics of the rows written."""
 
     def __init__(self, fs, root: str, relative: str, schema: pa.Schema, options: dict) -> None:
         self.fs, self.relative, self.rows, self.pending = fs, relative, 0, []
+        self.stats = FileStats(schema)
         self.path = f"{root}/{relative}"
         if isinstance(fs, pafs.LocalFileSystem):  # object stores have no folders to create
             fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
@@ -59,7 +64,9 @@ class _OpenFile:
 
     def flush(self, schema: pa.Schema) -> None:
         if self.pending:
-            self.writer.write_batch(record_batch(self.pending, schema))
+            batch = record_batch(self.pending, schema)
+            self.stats.add(batch)
+            self.writer.write_batch(batch)
             self.pending = []
 
     def close(self) -> tuple[str, int]:
@@ -126,20 +133,22 @@ class PartitionedFileWriter:
 
     def _add(self, f: _OpenFile, value: str | None) -> str:
         f.flush(self.schema)
-        rows = f.rows
         relative, size = f.close()
-        return add_action(relative, {self.partition: value}, size, rows)
+        return add_action(relative, {self.partition: value}, size, f.stats.json())
 
 
-def add_action(relative: str, partition_values: dict[str, str | None], size: int, rows: int) -> str:
-    """The Delta ``add`` action (JSON) of a data file written at ``relative`` in its table."""
+def add_action(
+    relative: str, partition_values: dict[str, str | None], size: int, stats: str
+) -> str:
+    """The Delta ``add`` action (JSON) of a data file written at ``relative`` in its table, with
+    its ``stats`` (JSON, :meth:`FileStats.json`)."""
     add = {
         "path": quote(relative, safe="/="),
         "partitionValues": partition_values,
         "size": size,
         "modificationTime": int(time.time() * 1000),
         "dataChange": True,
-        "stats": json.dumps({"numRecords": rows}),
+        "stats": stats,
     }
     return json.dumps({"add": add})
 
@@ -160,7 +169,7 @@ def write_batches(
     ``table_uri``; return its ``add`` action, or None (and no file) when they hold no row."""
     fs, root = storage.filesystem(table_uri)
     relative = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
-    path, rows = f"{root}/{relative}", 0
+    path, stats = f"{root}/{relative}", FileStats(schema)
     batches = (b for b in batches if b.num_rows)
     first = next(batches, None)
     if first is None:
@@ -168,8 +177,8 @@ def write_batches(
     with fs.open_output_stream(path) as out, pq.ParquetWriter(out, schema, compression="zstd") as w:
         for batch in itertools.chain([first], batches):
             w.write_batch(batch)
-            rows += batch.num_rows
-    return add_action(relative, {}, fs.get_file_info(path).size, rows)
+            stats.add(batch)
+    return add_action(relative, {}, fs.get_file_info(path).size, stats.json())
 
 
 def remove_action(file: delta_log.LiveFile) -> str:
