@@ -108,9 +108,12 @@ def task_count(count: int, parallelism: int) -> int:
 
 
 def decode_tasks(units: DataFrame, count: int, parallelism: int) -> DataFrame:
-    """``count`` units dealt into :func:`task_count` decode tasks by patch id and in patch-id
-    order: the same input on the same cores writes the same rows in the same order wherever it
-    is stored, so a copy of an archive gives the same lake layout and the same training run.
-    Units are paths only: no band byte is shuffled or sorted here."""
+    """``count`` units dealt into :func:`task_count` decode tasks by ranges of patch id, in
+    patch-id order within a task: each file the task writes (one per split) then holds a narrow
+    range of ids, so that the Delta statistics of its ``patch_id`` let a lookup by id skip every
+    other file (a lookup by id and split reads one). The same input through the same job writes
+    the same rows in the same order wherever it is stored (Spark's range bounds come from a
+    sample seeded by the plan), so a copy of an archive gives the same lake layout and the same
+    training run. Units are paths only: no band byte is shuffled or sorted here."""
     tasks = task_count(count, parallelism)
-    return units.repartition(tasks, "patch_id").sortWithinPartitions("patch_id")
+    return units.repartitionByRange(tasks, "patch_id").sortWithinPartitions("patch_id")
