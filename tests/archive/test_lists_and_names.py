@@ -9,10 +9,7 @@ import pytest
 from bigearth_spark.archive import labels as L
 from bigearth_spark.archive import names
 from bigearth_spark.archive.lists import read_lists
-from tests.conftest import SHARED
-
-LISTS = SHARED / "lists"
-pytestmark = pytest.mark.skipif(not LISTS.is_dir(), reason="../shared/bigearthnet not present")
+from tests.conftest import LISTS, SHARED, needs_shared
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +17,7 @@ def official():
     return read_lists([LISTS])
 
 
+@needs_shared
 def test_v1_counts_match_the_official_files(official):
     v1 = official.metadata[official.metadata["archive"] == "v1"]
     splits = v1["split"].value_counts().to_dict()
@@ -31,6 +29,7 @@ def test_v1_counts_match_the_official_files(official):
     assert recommended == 519_284 == 590_326 - 61_707 - 9_280 - 57 + 2
 
 
+@needs_shared
 def test_v2_counts_match_the_official_parquets(official):
     v2 = official.metadata[official.metadata["archive"] == "v2"]
     assert len(v2) == 480_038 + 69_450
@@ -40,6 +39,7 @@ def test_v2_counts_match_the_official_parquets(official):
     assert all(set(labels) <= set(L.NAMES_19) for labels in v2["labels19"].head(5000))
 
 
+@needs_shared
 def test_every_official_name_parses(official):
     meta = official.metadata
     for name in meta.loc[meta["archive"] == "v1", "patch_id"]:
@@ -66,6 +66,7 @@ def test_name_quirks():
         names.parse_any("notes.txt")
 
 
+@needs_shared
 def test_nomenclature_matches_label_indices():
     import json
 

@@ -18,16 +18,15 @@ from bigearth_spark.archive import reader
 from bigearth_spark.archive.bands import S2_BANDS
 from bigearth_spark.archive.reader import PatchError, PatchRecord, read_patch
 from bigearth_spark.archive.tiff import read_tiff
+from tests.conftest import SAMPLES, needs_shared
 
-from .test_tiff import SAMPLES, ULX, ULY, write_tif
+from .test_tiff import ULX, ULY, write_tif
 
 S2_ID = "S2A_MSIL2A_20170617T113321_36_85"
 S1_ID = "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_36_85"
 V2_S2_ID = "S2A_MSIL2A_20170617T113321_N9999_R080_T29UPU_36_85"
 LABELS = ["Non-irrigated arable land", "Pastures"]
-pytestmark = pytest.mark.skipif(
-    not (SAMPLES / S2_ID).is_dir(), reason=f"no sample patches in {SAMPLES}"
-)
+pytestmark = needs_shared
 
 
 def copy_patch(name: str, dest: Path, as_name: str | None = None) -> Path:

@@ -40,11 +40,8 @@ from bigearth_spark.archive.synth import (
     write_archive,
 )
 from bigearth_spark.archive.synth.render import render_patch
+from tests.conftest import LISTS, SAMPLES, needs_shared
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "bigearthnet"
-SAMPLES = SHARED / "samples" / "v1"
-LISTS = SHARED / "lists"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/bigearthnet not present")
 EPSGS = {32629, *range(32631, 32637)}
 PAIRS = 20
 
@@ -185,9 +182,21 @@ def test_v1_manifest(v1):
     for root in ("s2", "s1", "lists", "s2_extra"):
         assert (out / m["roots"][root]).is_dir()
     c = m["counts"]
-    assert c["snow"] == 2 and c["cloud"] == 1 and c["no_19"] >= 1
-    assert c["train"] + c["val"] + c["test"] == PAIRS - c["snow"] - c["cloud"] - c["no_19"]
-    assert c["train"] >= c["val"] >= 1 and c["test"] >= 1
+    assert c == {"train": 8, "val": 4, "test": 4, "snow": 2, "cloud": 1, "no_19": 1, "defects": 15}
+    # the counts are the patches': a flagged patch is in no split (the recommended set)
+    patches = m["patches"].values()
+    assert Counter(v["split"] for v in patches) == {
+        "train": c["train"],
+        "val": c["val"],
+        "test": c["test"],
+        None: c["snow"] + c["cloud"] + c["no_19"],
+    }
+    assert Counter((v["snow"], v["cloud"], v["no_19_labels"]) for v in patches) == {
+        (False, False, False): c["train"] + c["val"] + c["test"],
+        (True, False, False): c["snow"],
+        (False, True, False): c["cloud"],
+        (False, False, True): c["no_19"],
+    }
 
 
 def test_v1_names(v1):
@@ -199,7 +208,7 @@ def test_v1_names(v1):
     assert any(len(t) == 14 for t in times), "some v1 names have the 5-digit time quirk"
     assert any(len(t) == 15 for t in times)
     tile_dates = Counter("_".join(n.split("_")[:3]) for n in s2)
-    assert max(tile_dates.values()) >= 3, "several patches share one tile-date"
+    assert sorted(tile_dates.values()) == [1, 1, 4, 6, 8], "several patches share one tile-date"
     for s2_name, s1_name in m["pairs_s2_to_s1"].items():
         info = m["patches"][s2_name]
         assert s1_name.split("_")[5] == info["tile"]  # the S1 name carries the MGRS tile
@@ -332,7 +341,19 @@ def test_v1_lists_like_the_official_ones(v1):
 
 def test_v2_layout_and_tifs(v2):
     out, m = v2
-    assert len(m["patches"]) == PAIRS and m["counts"]["no_19"] == 0
+    assert len(m["patches"]) == PAIRS
+    assert m["counts"] == {
+        "train": 10,
+        "validation": 5,
+        "test": 5,
+        "snow": 2,
+        "cloud": 1,
+        "no_19": 0,
+        "defects": 12,
+    }
+    # v2 keeps the split of a flagged patch (its metadata is in the second parquet)
+    splits = Counter(v["split"] for v in m["patches"].values())
+    assert splits == {s: m["counts"][s] for s in ("train", "validation", "test")}
     for pid, info in m["patches"].items():
         assert names.is_v2_s2(pid) and names.is_s1(info["s1"]) and names.is_v1_s2(info["s2v1_name"])
         assert info["s2_dir"] == f"{m['roots']['s2']}/{names.v2_s2_tile_folder(pid)}/{pid}"

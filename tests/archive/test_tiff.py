@@ -14,11 +14,9 @@ from rasterio.transform import from_origin
 
 from bigearth_spark.archive import tiff
 from bigearth_spark.archive.tiff import GeoBand, MultiSampleError, TiffError, read_tiff
+from tests.conftest import SAMPLES, needs_shared
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "bigearthnet"
-SAMPLES = SHARED / "samples" / "v1"
 SAMPLE_TIFS = sorted(SAMPLES.glob("*/*.tif"))
-needs_samples = pytest.mark.skipif(not SAMPLE_TIFS, reason=f"no sample patches in {SAMPLES}")
 ULX, ULY = 643200.0, 5798040.0  # upper-left corner of the real sample patch
 
 
@@ -89,12 +87,12 @@ def general_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return calls
 
 
-@needs_samples
+@needs_shared
 def test_samples_present() -> None:
     assert len(SAMPLE_TIFS) == 14
 
 
-@needs_samples
+@needs_shared
 @pytest.mark.parametrize("path", SAMPLE_TIFS, ids=lambda p: p.name.rsplit("_", 1)[-1])
 def test_fast_path_matches_rasterio_on_real_samples(path: Path, fast_only: None) -> None:
     got = read_tiff(path)
@@ -299,7 +297,7 @@ CORRUPTIONS = {
 }
 
 
-@needs_samples
+@needs_shared
 @pytest.mark.parametrize("damage", CORRUPTIONS)
 def test_corrupt_archive_tif_raises_tiff_error(
     damage: str, tmp_path: Path, fast_only: None
@@ -324,7 +322,7 @@ def test_missing_file_raises_os_error(tmp_path: Path) -> None:
         read_tiff(tmp_path / "nothing.tif")
 
 
-@needs_samples
+@needs_shared
 def test_read_tiff_accepts_str_paths(tmp_path: Path) -> None:
     path = shutil.copy(SAMPLE_TIFS[0], tmp_path / "copy.tif")
     assert_same(read_tiff(str(path)), rasterio_reference(path))

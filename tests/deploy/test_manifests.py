@@ -77,7 +77,13 @@ def test_kustomization_lists_every_manifest_and_each_parses():
     on_disk = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
     assert sorted(listed) == on_disk
     docs = documents()
-    assert {d["kind"] for _, d in docs} >= {"SparkApplication", "MPIJob", "ServiceAccount"}
+    assert [(name, d["kind"], d["metadata"]["name"]) for name, d in docs] == [
+        ("spark-rbac.yaml", "ServiceAccount", "bigearth-spark"),
+        ("spark-rbac.yaml", "Role", "bigearth-spark-driver"),
+        ("spark-rbac.yaml", "RoleBinding", "bigearth-spark-driver"),
+        ("ingest-sparkapplication.yaml", "SparkApplication", "bigearth-ingest"),
+        ("train-horovod-job.yaml", "MPIJob", "bigearth-train"),
+    ]
     generic = validator("k8s-object.schema.json")
     for name, doc in docs:
         generic.validate(doc)
@@ -142,7 +148,8 @@ def images() -> list[str]:
 def test_images_are_one_release_built_by_the_dockerfiles():
     version = importlib.metadata.version("bigearth-spark")
     refs = images()
-    assert len(refs) >= 3  # the SparkApplication, the launcher, the workers
+    # the SparkApplication, the launcher, the workers
+    assert [r.rsplit("-", 1)[1] for r in refs] == ["cpu", "cuda", "cuda"]
     repos, tags = zip(*(r.rsplit(":", 1) for r in refs), strict=True)
     assert len(set(repos)) == 1, refs
     for ref, tag in zip(refs, tags, strict=True):

@@ -12,6 +12,7 @@ import yaml
 from pyspark.sql import functions as F
 
 from bigearth_spark.archive.bands import MODALITIES
+from bigearth_spark.archive.labels import NAMES_19
 from bigearth_spark.experiments.grid import ERROR, RESULT, Grid, cell_dir, run_grid
 from bigearth_spark.experiments.report import NOT_PUBLISHED, write_report
 from bigearth_spark.tables.write import table_path
@@ -19,6 +20,9 @@ from bigearth_spark.train.models import build_model
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
+RUN_KEYS = {"run_id", "table_version", "split", "rows", "rows_without_s1"}  # not figures
+PER_CLASS = ("precision", "recall", "f1", "ap", "support")
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def grid_file(tmp_path, start):
@@ -57,8 +61,8 @@ def grid_file(tmp_path, start):
     return Grid.load(path)
 
 
-def test_grid_runs_resumes_and_reports(spark, v1_lake, tmp_path):
-    lake, _ = v1_lake
+def test_grid_runs_resumes_and_reports(spark, v1_lake_copy, tmp_path):
+    lake = v1_lake_copy  # the evaluations append to its metrics table
     start = tmp_path / "start.pt"
     grid = grid_file(tmp_path, start)
     out = tmp_path / "runs"
@@ -93,9 +97,19 @@ def test_grid_runs_resumes_and_reports(spark, v1_lake, tmp_path):
         c.name: json.loads((cell_dir(out, grid, c) / RESULT).read_text()) for c in grid.cells[:4]
     }
     assert {r["config"]["modality"] for r in results.values()} == {"s2-rgb", "s1s2"}
-    metrics = spark.read.format("delta").load(table_path(lake, "metrics"))
-    run_ids = {r["metrics"]["run_id"] for r in results.values()}
-    assert {r.run_id for r in metrics.select("run_id").distinct().collect()} >= run_ids
+    # the metrics table holds the four evaluations, each run's figures as its result says
+    metrics = spark.read.format("delta").load(table_path(lake, "metrics")).collect()
+    assert {r.run_id for r in metrics} == {r["metrics"]["run_id"] for r in results.values()}
+    for result in results.values():
+        figures, cfg = result["metrics"], result["config"]
+        rows = [r for r in metrics if r.run_id == figures["run_id"]]
+        overall = {k: v for k, v in figures.items() if k not in RUN_KEYS}
+        assert {r.metric: r.value for r in rows if r["class"] is None} == overall
+        per_class = [(r.metric, r["class"]) for r in rows if r["class"] is not None]
+        assert sorted(per_class) == sorted((m, c) for m in PER_CLASS for c in NAMES_19)
+        assert {(r.model, r.modality, r.table_version, r.split) for r in rows} == {
+            (cfg["model"], cfg["modality"], figures["table_version"], "test")
+        }
 
     text, page = write_report(grid, out)
     ours = results["s-cnn-s2-rgb"]["metrics"]["micro_f1"]
@@ -103,16 +117,16 @@ def test_grid_runs_resumes_and_reports(spark, v1_lake, tmp_path):
     assert f"{ours:.4f} | 0.5000 | {ours - 0.5:+.4f}" in row
     assert NOT_PUBLISHED in next(line for line in text.splitlines() if "| k-branch-s1s2 " in line)
     assert "not in the zoo" in text and "0.4000" in text
-    assert page.is_file() and (page.parent / "report.png").stat().st_size > 0
+    assert page.is_file() and (page.parent / "report.png").read_bytes()[:8] == PNG
     assert "A tiny grid" in page.read_text()
 
 
-def test_experiment_run_prints_no_traceback(spark, v1_lake, tmp_path):
+def test_experiment_run_prints_no_traceback(spark, v1_lake_copy, tmp_path):
     """`experiment run` holds a Spark session while each cell is evaluated by forked reader
     processes (workers: 2): a reader forked from a process with a Py4J gateway shut down the
     gateway's socket of py4j's finalizer thread, and py4j logged the resulting
     ConnectionResetError with its traceback. A successful run prints none."""
-    lake, _ = v1_lake
+    lake = v1_lake_copy  # the evaluation appends to its metrics table
     doc = {
         "name": "quiet",
         "title": "One cell",

@@ -16,7 +16,7 @@ from bigearth_spark.tables.write import table_path
 from bigearth_spark.train import checkpoint
 from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model
-from tests.conftest import VENV_BIN, run_cli
+from tests.conftest import VENV_BIN, copy_lake, run_cli
 
 pytestmark = pytest.mark.slow
 # Batches of 4: the 19 training rows make 3 steps on each rank in epochs 1 and 2 and 3 and 4 in
@@ -78,8 +78,8 @@ def predictions(lake: str, ckpt_path: str | Path, split: str) -> Predictions:
 
 @pytest.fixture(scope="module")
 def trained(v1_lake, tmp_path_factory):
-    lake, _ = v1_lake
     base = tmp_path_factory.mktemp("hvd")
+    lake = copy_lake(v1_lake[0], base / "lake")  # the evaluation appends to its metrics table
     straight = horovodrun(lake, base / "straight", 3)
     first = horovodrun(lake, base / "resumed", 2)
     resumed = horovodrun(lake, base / "resumed", 3)
@@ -115,12 +115,27 @@ def test_resumed_run_continues_exactly(trained):
     assert resumed["weights_sha256"] == straight["weights_sha256"]
 
 
-def test_mlflow_recorded_the_run(trained):
+def test_mlflow_recorded_the_run(trained, tmp_path):
+    """MLflow holds the run's parameters, its epochs' figures, its result and best model."""
+    import mlflow
+
     _, base, straight, _, _ = trained
-    metas = list((base / "mlruns").rglob("params/table_version"))
-    assert metas and {m.read_text().strip() for m in metas} == {str(straight["table_version"])}
-    assert list((base / "mlruns").rglob("metrics/macro_ap"))
-    assert list((base / "mlruns").rglob("artifacts/model/best.pt"))
+    client = mlflow.MlflowClient((base / "mlruns").as_uri())
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (run,) = client.search_runs(experiments, "tags.mlflow.runName = 'straight'")
+    params, run_id = run.data.params, run.info.run_id
+    assert (params["table_version"], params["world_size"], params["epochs"]) == (
+        str(straight["table_version"]),
+        "2",
+        "3",
+    )
+    for key in ("micro_f1", "macro_f1", "macro_ap", "micro_ap"):  # the last epoch's
+        assert run.data.metrics[key] == straight[key], key
+    losses = sorted(client.get_metric_history(run_id, "train_loss"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in losses] == list(enumerate(straight["train_loss"]))
+    assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/result.json") == straight
+    best = client.download_artifacts(run_id, "model/best.pt", str(tmp_path))
+    assert Path(best).read_bytes() == Path(straight["checkpoint"]).read_bytes()
 
 
 def test_evaluation_writes_metrics_table_and_report(spark, trained):
@@ -191,9 +206,12 @@ def on_spark(lake: str, out: Path, epochs: int, *extra: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_horovod_on_spark_launcher(v1_lake, tmp_path):
-    lake, _ = v1_lake
+def test_horovod_on_spark_launcher(trained, tmp_path):
+    lake, _, _, first, _ = trained
     result = on_spark(lake, tmp_path / "run", 2)
+    # the same training as horovodrun's of 2 epochs with the same flags, bit for bit
+    for key in ("table_version", "weights_sha256", "train_loss", "macro_ap"):
+        assert result[key] == first[key], key
     assert result["world_size"] == 2 and result["ranks_identical_weights"]
     assert result["epochs_weights_broadcast"] == 0  # epochs 1 and 2: 3 steps on each rank
     assert result["epochs"] == 2 and len(result["train_loss"]) == 2
