@@ -13,6 +13,13 @@ tensors) against, in the same process:
     consumer (the reader's consumer runs beside its worker, in the main process);
 and ``shard_balance``: the largest rank's rows ÷ the mean rows per rank at world size 4.
 
+The device decode path (issue 28: workers hand over native band bytes, the training process
+decodes them; here on this machine's CPU, ``PatchLoader.to_device("cpu")``) against the worker
+path, both with one worker: ``ipc_bytes_ratio``, the bytes per sample crossing processes (the
+shared-memory tensors of a batch: inputs or native blocks, targets, transform codes; the
+pickled rest, ids and slot numbers, is the same for both), and ``worker_cpu_ratio``, the worker
+process's CPU time per sample (user + system, read with psutil over the timed epochs).
+
 How it measures (changed by issue 27, item 12): the reader used to read without augmentation
 (training augments) at batch 64 with prefetch 4, and the GeoTIFF baseline was one cold run that
 stacked per-sample tensors (torch's 2-D resampling, a new tensor per band, no augmentation, no
@@ -34,11 +41,12 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import rasterio
 import torch
@@ -47,7 +55,8 @@ from benchmarks.ingest import OUT, archive
 from bigearth_spark import storage
 from bigearth_spark.archive.bands import BAND_STATS, Band
 from bigearth_spark.train.buffers import Scratch
-from bigearth_spark.train.data import DataSpec, PatchLoader, augment, decode_bands
+from bigearth_spark.train.data import Batch, DataSpec, PatchLoader, augment, decode_bands
+from bigearth_spark.train.device_decode import feed
 from bigearth_spark.train.loop import TrainConfig, _spec
 
 
@@ -73,19 +82,54 @@ def training_spec(lake: Path, config: Path | None, batch_size: int | None) -> Da
     return _spec(cfg, "train", None)
 
 
-def reader_rate(spec: DataSpec, workers: int, epochs: int) -> tuple[int, float, float]:
-    """(samples per epoch, seconds of the first epoch, samples/s of the next ``epochs`` epochs)
-    of one loader with ``workers`` persistent processes; the consumer touches every batch as a
-    training step would (a reduction over the whole input)."""
+@dataclass
+class ReaderRun:
+    """One loader's figures: samples per epoch, seconds of the first epoch, samples/s of the
+    next ones, and per sample over those: bytes of shared-memory tensors handed over, and the
+    worker processes' CPU milliseconds."""
+
+    samples: int
+    first_epoch_s: float
+    samples_per_s: float
+    ipc_bytes_per_sample: float
+    worker_cpu_ms_per_sample: float
+
+
+def _cpu_s(processes: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``processes`` so far."""
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+
+def reader_run(spec: DataSpec, workers: int, epochs: int) -> ReaderRun:
+    """A loader with ``workers`` persistent processes over ``epochs`` epochs after the first;
+    the consumer takes each batch decoded on the CPU (``PatchLoader.to_device``: the device path
+    decodes there, in this process) and touches it as a training step would (a reduction over
+    the whole input)."""
+    before = {p.pid for p in psutil.Process().children()}
     loader = PatchLoader(replace(spec, workers=workers))
-    times, n = [], 0
+    handed: list[int] = []
+
+    def counted(batches: Iterable[Batch]) -> Iterator[Batch]:
+        for batch in batches:
+            handed.append(batch.tensor_bytes)
+            yield batch
+
+    times, n, cpu = [], 0, 0.0
     for epoch in range(epochs + 1):
+        if epoch == 1:  # the workers exist now: count their CPU from here
+            procs = [p for p in psutil.Process().children() if p.pid not in before]
+            handed.clear()
+            cpu = _cpu_s(procs)
         start, n = time.perf_counter(), 0
-        for batch in loader.epoch(epoch):
+        for batch in feed(counted(loader.epoch(epoch)), loader.decoder("cpu")):
             batch.x.mean()
             n += len(batch.ids)
         times.append(time.perf_counter() - start)
-    return n, times[0], n * epochs / sum(times[1:])
+    samples = n * epochs
+    cpu = _cpu_s(procs) - cpu
+    return ReaderRun(
+        n, times[0], samples / sum(times[1:]), sum(handed) / samples, 1000 * cpu / samples
+    )
 
 
 def shard_balance(spec: DataSpec, world: int) -> float:
@@ -198,17 +242,29 @@ def main() -> None:
     pyarrow_rate(spec, False)  # untimed: page cache, imports, GDAL
     geotiff_rate(spec, files, targets)
     runs: dict[str, list[float]] = {}
+    readers = (("one_worker", 1, "worker"), ("two_workers", 2, "worker"), ("device", 1, "device"))
     for _ in range(args.repeats):
-        for name, workers in (("one_worker", 1), ("two_workers", 2)):
-            n, first, rate = reader_rate(spec, workers, args.epochs)
-            runs.setdefault(f"{name}_samples_per_s", []).append(rate)
-            runs.setdefault(f"{name}_first_epoch_s", []).append(first)
+        for name, workers, decode in readers:
+            run = reader_run(replace(spec, decode=decode), workers, args.epochs)
+            n = run.samples
+            runs.setdefault(f"{name}_samples_per_s", []).append(run.samples_per_s)
+            runs.setdefault(f"{name}_first_epoch_s", []).append(run.first_epoch_s)
+            if workers == 1:
+                runs.setdefault(f"{name}_ipc_bytes_per_sample", []).append(run.ipc_bytes_per_sample)
+                cpu = run.worker_cpu_ms_per_sample
+                runs.setdefault(f"{name}_worker_cpu_ms_per_sample", []).append(cpu)
         runs.setdefault("pyarrow_rows_per_s", []).append(pyarrow_rate(spec, False))
         runs.setdefault("pyarrow_threads_rows_per_s", []).append(pyarrow_rate(spec, True))
         runs.setdefault("geotiff_samples_per_s", []).append(geotiff_rate(spec, files, targets))
     one, two = runs["one_worker_samples_per_s"], runs["two_workers_samples_per_s"]
     runs["ratio_vs_pyarrow"] = [a / b for a, b in zip(one, runs["pyarrow_rows_per_s"], strict=True)]
     runs["worker_scaling"] = [b / a for a, b in zip(one, two, strict=True)]
+    for ratio, figure in (
+        ("ipc_bytes_ratio", "ipc_bytes_per_sample"),
+        ("worker_cpu_ratio", "worker_cpu_ms_per_sample"),
+    ):
+        worker, device = runs[f"one_worker_{figure}"], runs[f"device_{figure}"]
+        runs[ratio] = [d / w for d, w in zip(device, worker, strict=True)]
     runs["ratio_vs_geotiff"] = [
         a / b for a, b in zip(one, runs["geotiff_samples_per_s"], strict=True)
     ]
@@ -219,7 +275,8 @@ def main() -> None:
     )
     print(f"shard_balance={shard_balance(spec, 4):.3f}")
     for name, values in runs.items():
-        print(f"{name}={statistics.median(values):.4g}")
+        exact = name.endswith("_bytes_per_sample")  # whole bytes, the same in every round
+        print(f"{name}={statistics.median(values):{'.0f' if exact else '.4g'}}")
 
 
 if __name__ == "__main__":

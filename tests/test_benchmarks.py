@@ -1,5 +1,6 @@
 """The benchmarks at a tiny size (20 pairs, one round): each runs, prints its figures as
-``name=value`` lines, and the decode-only baseline returns no band byte to the JVM."""
+``name=value`` lines, and the decode-only baseline returns no band byte to the JVM; the GPU
+training benchmark runs its CPU smoke test."""
 
 from __future__ import annotations
 
@@ -100,8 +101,16 @@ def test_loader_benchmark_prints_its_ratios(ingest_bench):
             "ratio_vs_pyarrow",
             "worker_scaling",
             "ratio_vs_geotiff",
+            "device_samples_per_s",
+            "worker_cpu_ratio",
         ],
     )
+    # S1+S2 per sample: native blocks (uint16 4×120², 6×60², float32 2×120²) + targets + the
+    # transform code, against float32 12×120² + targets
+    native, decoded = 4 * 120**2 * 2 + 6 * 60**2 * 2 + 2 * 120**2 * 4 + 19 * 4 + 8, 691276
+    assert float(figures["device_ipc_bytes_per_sample"]) == native
+    assert float(figures["one_worker_ipc_bytes_per_sample"]) == decoded
+    assert float(figures["ipc_bytes_ratio"]) == pytest.approx(native / decoded, abs=5e-5)
     rows = train_rows(out)
     balance = math.ceil(rows / 4) / (rows / 4)
     assert float(figures["shard_balance"]) == pytest.approx(balance, abs=5e-4)
@@ -123,3 +132,26 @@ def test_geotiff_baseline_delivers_the_readers_batches(ingest_bench):
         assert torch.equal(x, batch.x) and torch.equal(y, batch.y)
         sizes.append(len(x))
     assert sizes == [3] * (rows // 3) + [rows % 3] * (rows % 3 > 0)
+
+
+def test_gpu_train_benchmark_runs_its_cpu_smoke_test(ingest_bench):
+    """Without CUDA: S-CNN at batch 4, fed by both decode paths; each run's figures, the bytes
+    each path copies to the device per sample, and ``reader_vs_synthetic=`` last."""
+    out, _ = ingest_bench
+    lake = str(out / f"lake_{PAIRS}")
+    stdout = run_cli("python", "-m", "benchmarks.gpu_train", "--lake", lake).stdout
+    runs = {
+        decode: printed(line)
+        for line in stdout.splitlines()
+        for decode in ("device", "worker")
+        if line.startswith(f"s-cnn batch 4 decode {decode}:")
+    }
+    assert runs.keys() == {"device", "worker"}
+    for figures in runs.values():
+        assert_positive(figures, ["samples_per_s", "vs_synthetic", "cpu_ms_per_batch", "fill_s"])
+        assert figures["gpu_util_pct"] == "nan"
+    native = 4 * 120**2 * 2 + 6 * 60**2 * 2 + 2 * 120**2 * 4 + 19 * 4 + 8
+    assert float(runs["device"]["bytes_to_device_per_sample"]) == native
+    assert float(runs["worker"]["bytes_to_device_per_sample"]) == 12 * 120**2 * 4 + 19 * 4
+    last = stdout.rstrip().splitlines()[-1]
+    assert last == f"reader_vs_synthetic={float(runs['device']['vs_synthetic']):.3f}"

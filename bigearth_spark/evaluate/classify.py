@@ -29,6 +29,7 @@ from bigearth_spark.tables.schema import METRICS, METRICS_SCHEMA, T
 from bigearth_spark.tables.write import table_path
 from bigearth_spark.train import checkpoint
 from bigearth_spark.train.data import DataSpec, PatchLoader, verify_epoch
+from bigearth_spark.train.device_decode import default_decode
 from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model, embed
 
@@ -47,12 +48,13 @@ class Predictions:
 
 
 def predict(model: torch.nn.Module, loader: PatchLoader, desc: str) -> Predictions:
-    """Run the model over a whole split (one process); verify that every row of the split was
-    either scored or skipped for a missing S1 partner, exactly once."""
+    """Run the model over a whole split (one process, on CPU: batches decoded by the loader's
+    decode path); verify that every row of the split was either scored or skipped for a missing
+    S1 partner, exactly once."""
     model.eval()
     ids, ys, ps, es, skipped = [], [], [], [], []
     with torch.no_grad():
-        for batch in tqdm(loader.epoch(0, skipped), desc=desc, unit="batch"):
+        for batch in tqdm(loader.to_device("cpu", 0, skipped), desc=desc, unit="batch"):
             ps.append(torch.sigmoid(model(batch.x)).numpy())
             es.append(embed(model, batch.x).numpy())
             ys.append(batch.y.numpy())
@@ -79,7 +81,8 @@ def frequency_baseline(train_y: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 
 def split_loader(lake: str, ckpt: dict[str, Any], split: str, workers: int | None) -> PatchLoader:
-    """A reader of ``split`` at the checkpoint's table version, with its training settings."""
+    """A reader of ``split`` at the checkpoint's table version, with its training settings (the
+    decode path a run configured, else the CPU's default: this process scores on CPU)."""
     cfg = ckpt["config"]
     spec = DataSpec(
         lake,
@@ -93,6 +96,7 @@ def split_loader(lake: str, ckpt: dict[str, Any], split: str, workers: int | Non
         cfg["stats"],
         cfg.get("workers", 2) if workers is None else workers,
         cfg.get("prefetch", 2),
+        cfg.get("decode") or default_decode(cuda=False),
     )
     return PatchLoader(spec)
 

@@ -5,10 +5,13 @@ version.
 version (``tables.delta_log``) and one split (the table is partitioned by split) are planned into
 equal row ranges, one per rank × DataLoader worker (:mod:`bigearth_spark.train.shards`); each
 worker reads only its row groups with pyarrow (the band columns and the target), re-batches the
-rows while they are still bytes and decodes each batch at once: bytes → float32, normalised at
-native resolution, resampled to the 10 m grid per native size. :class:`PatchLoader` wraps it in
-a ``DataLoader`` (``workers`` persistent processes, ``prefetch`` batches each, pinned memory
-on CUDA).
+rows while they are still bytes and, with ``decode="worker"``, decodes each batch at once: bytes
+→ float32, normalised at native resolution, resampled to the 10 m grid per native size; with
+``decode="device"`` it only copies the native bytes into one block per native size and the
+training process decodes them on its device (:mod:`bigearth_spark.train.device_decode`).
+:class:`PatchLoader` wraps it in a ``DataLoader`` (``workers`` persistent processes,
+``prefetch`` batches each, pinned memory on CUDA) and :meth:`PatchLoader.to_device` delivers
+either path's batches decoded on a device.
 Every batch carries its patch ids and the ids skipped for a missing S1 partner, so the training
 loop and the evaluation prove that each row of the split was delivered exactly once.
 
@@ -18,6 +21,7 @@ one rank got ten times the rows of another) and cannot read part of a row group.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +41,7 @@ from bigearth_spark.config import normalize_lake
 from bigearth_spark.tables import delta_log
 from bigearth_spark.tables.schema import PAIRS
 from bigearth_spark.tables.write import table_path
-from bigearth_spark.train import buffers, resample, shards
+from bigearth_spark.train import buffers, device_decode, resample, shards
 
 
 class EmptySplitError(ValueError):
@@ -64,6 +68,7 @@ class DataSpec:
     stats: str = "v1"  # band statistics of which archive version normalise the input
     workers: int = 2  # DataLoader worker processes per rank (0: decode in the calling process)
     prefetch: int = 2  # batches each worker prepares ahead
+    decode: str = "worker"  # worker | device: where bytes become normalised 10 m tensors
 
     @property
     def bands(self) -> tuple[Band, ...]:
@@ -76,14 +81,15 @@ class DataSpec:
         return any(b in S1_BANDS for b in self.bands)
 
     def validate(self) -> None:
-        """Raise ValueError on an unknown split, modality, nomenclature or resampling, or on a
-        batch size, worker count or prefetch depth out of range."""
+        """Raise ValueError on an unknown split, modality, nomenclature, resampling or decode
+        path, or on a batch size, worker count or prefetch depth out of range."""
         for value, allowed in (
             (self.split, SPLITS),
             (self.modality, tuple(MODALITIES)),
             (self.nomenclature, tuple(NOMENCLATURES)),
             (self.resampling, resample.MODES),
             (self.stats, tuple(BAND_STATS)),
+            (self.decode, device_decode.DECODES),
         ):
             if value not in allowed:
                 raise ValueError(f"{value!r} is not one of {allowed}")
@@ -94,39 +100,63 @@ class DataSpec:
 @dataclass
 class Batch:
     """One batch: inputs N×C×120×120 float32, multi-hot targets N×K float32, patch ids, and the
-    ids of rows skipped since the previous batch (no S1 partner for an S1 modality)."""
+    ids of rows skipped since the previous batch (no S1 partner for an S1 modality).
 
-    x: torch.Tensor
+    With ``decode="device"`` the inputs are not decoded: ``x`` is None and ``native`` holds the
+    bands' native bytes, one N×C×size×size block per native size and dtype
+    (:func:`device_decode.native_groups`), and ``codes`` the drawn augmentation."""
+
+    x: torch.Tensor | None
     y: torch.Tensor
     ids: list[str]
     skipped: list[str] = field(default_factory=list)
     slot: int = -1  # the worker buffer x was written into (see train.buffers); -1: none
     pool: tuple[int, int] = (0, 0)  # the key of that buffer's pool
+    native: dict[str, torch.Tensor] = field(default_factory=dict)
+    native_slots: dict[str, tuple[tuple[int, int], int]] = field(default_factory=dict)
+    codes: torch.Tensor | None = None  # per-sample transforms (device_decode.draw_transforms)
 
     def pin_memory(self) -> Batch:
         """The batch with its tensors in page-locked memory (DataLoader's ``pin_memory``)."""
-        return Batch(self.x.pin_memory(), self.y.pin_memory(), self.ids, self.skipped)
+        native = {k: v.pin_memory() for k, v in self.native.items()}
+        x = None if self.x is None else self.x.pin_memory()
+        return Batch(
+            x, self.y.pin_memory(), self.ids, self.skipped, native=native, codes=self.codes
+        )
+
+    @property
+    def tensor_bytes(self) -> int:
+        """Bytes of the batch's tensors: what its inputs, targets and codes occupy in shared
+        memory or on the way to a device."""
+        tensors = [self.y, *self.native.values()]
+        tensors += [t for t in (self.x, self.codes) if t is not None]
+        return sum(t.nbytes for t in tensors)
 
     def __reduce__(self) -> tuple:
         # Sent by a worker: an input in a pool slot travels as the slot's number (the main
         # process maps the slot already), the small target as bytes.
         x = None if self.slot >= 0 else self.x
-        rows = len(self.x)
-        return _arrived, (x, self.y.numpy(), self.ids, self.skipped, self.slot, self.pool, rows)
+        native = {k: v for k, v in self.native.items() if k not in self.native_slots}
+        state = (self.ids, self.skipped, self.slot, self.pool, native, self.native_slots)
+        return _arrived, (x, self.y.numpy(), self.codes, len(self.y), *state)
 
 
 def _arrived(
     x: torch.Tensor | None,
     y: np.ndarray,
+    codes: torch.Tensor | None,
+    rows: int,
     ids: list[str],
     skipped: list[str],
     slot: int,
     pool: tuple[int, int],
-    rows: int,
+    native: dict[str, torch.Tensor],
+    native_slots: dict[str, tuple[tuple[int, int], int]],
 ) -> Batch:
-    if x is None:
+    if slot >= 0:
         x = buffers.arrived(pool, slot, rows)
-    return Batch(x, torch.from_numpy(y), ids, skipped, slot, pool)
+    native.update({k: buffers.arrived(key, s, rows) for k, (key, s) in native_slots.items()})
+    return Batch(x, torch.from_numpy(y), ids, skipped, slot, pool, native, native_slots, codes)
 
 
 def band_array(column: pa.Array, band: Band) -> np.ndarray:
@@ -157,66 +187,57 @@ def decode_bands(
     """Band byte columns → normalised N×C×120×120 float32, resampled to the 10 m grid.
 
     Conversion and normalisation take one pass per band (two for integers) at native
-    resolution, ``x / std - mean / std`` (``(x - mean) / std`` up to float rounding), read
-    straight from Arrow's buffers chunk by chunk (cheaper for the 20 m and 60 m bands; the
-    resampling kernels are linear, so the order does not matter); bands of a coarser native size
-    are converted into one scratch tensor per size and resampled straight into their channels of
-    ``out`` (:mod:`bigearth_spark.train.resample`, without a copy of the result).
+    resolution, read straight from Arrow's buffers chunk by chunk; coarser bands are resampled
+    straight into their channels of ``out`` (:func:`device_decode.decode_parts`, the same
+    functions as the device path's).
     ``out``: the tensor to write into (a new one by default); ``scratch``: where to keep work
     tensors between calls.
     """
     n = len(columns[bands[0].name])
-    scratch = scratch or buffers.Scratch()
     shape = (n, len(bands), 120, 120)
     if out is None:
         out = torch.empty(shape, dtype=torch.float32)
     elif out.shape != shape:
         raise ValueError(f"out has shape {tuple(out.shape)}, the batch needs {shape}")
-    by_size: dict[int, list[int]] = {}
-    for c, b in enumerate(bands):
-        by_size.setdefault(b.size, []).append(c)
-    for size, channels in by_size.items():
-        coarse = (n, len(channels), size, size)
-        native = out if size == 120 else scratch.get(f"native{size}", coarse)
-        for j, c in enumerate(channels):
-            b = bands[c]
-            mean, std = stats[b.name]
-            shift = torch.tensor(-mean / std)
-            target, row = native[:, c] if size == 120 else native[:, j], 0
-            for chunk in columns[b.name].chunks:
-                part = target[row : row + len(chunk)]
-                pixels = torch.from_numpy(band_array(chunk, b))
-                if pixels.dtype != torch.float32:  # convert in place (add would copy first)
-                    pixels = part.copy_(pixels)
-                torch.add(shift, pixels, alpha=1 / std, out=part)  # (x - mean) / std, one pass
-                row += len(chunk)
-            if size != 120:
-                resample.upsample(native[:, j], out[:, c], resampling, scratch)
+    parts = functools.partial(_column_parts, columns)
+    return device_decode.decode_parts(
+        parts, bands, resampling, stats, out, scratch or buffers.Scratch()
+    )
+
+
+def _column_parts(
+    columns: dict[str, pa.ChunkedArray], _: int, band: Band
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first row, native pixels) of each chunk of ``band``'s column, zero-copy."""
+    row = 0
+    for chunk in columns[band.name].chunks:
+        yield row, torch.from_numpy(band_array(chunk, band))
+        row += len(chunk)
+
+
+def native_block(
+    columns: dict[str, pa.ChunkedArray],
+    group: device_decode.NativeGroup,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The native bytes of ``group``'s bands as one N×C×size×size block (into ``out``, a new
+    tensor by default): one copy from Arrow's buffers, nothing converted."""
+    n = len(columns[group.bands[0].name])
+    if out is None:
+        out = torch.empty((n, len(group.bands), group.size, group.size), dtype=group.torch_dtype)
+    for j, b in enumerate(group.bands):
+        for row, pixels in _column_parts(columns, j, b):
+            out[row : row + len(pixels), j].copy_(pixels)
     return out
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal/vertical flips and 90° rotations, drawn per sample (in place).
 
-    Sample i becomes ``rot90(flip_v(flip_h(x[i])), k[i])``; samples that draw the same
-    transform are transformed together (at most 16 groups), not one by one.
+    Sample i becomes ``rot90(flip_v(flip_h(x[i])), k[i])``
+    (:func:`device_decode.draw_transforms`, :func:`device_decode.transform`).
     """
-    n = x.shape[0]
-    flip_h = torch.rand(n, generator=generator) < 0.5
-    flip_v = torch.rand(n, generator=generator) < 0.5
-    k = torch.randint(0, 4, (n,), generator=generator)
-    code = flip_h.long() + 2 * flip_v.long() + 4 * k
-    for c in code.unique().tolist():
-        if c == 0:
-            continue
-        idx = (code == c).nonzero().flatten()
-        sub = x[idx]
-        if c & 1:
-            sub = sub.flip(-1)
-        if c & 2:
-            sub = sub.flip(-2)
-        x[idx] = torch.rot90(sub, c >> 2, dims=(-2, -1))
-    return x
+    return device_decode.transform(x, device_decode.draw_transforms(x.shape[0], generator))
 
 
 def split_files(spec: DataSpec) -> tuple[int, list[delta_log.LiveFile]]:
@@ -246,9 +267,17 @@ class PairsDataset(IterableDataset):
     Rank ``rank`` of ``world_size`` reads rows ``[N·rank/W, N·(rank+1)/W)`` of the epoch's row
     order (±1 row: balanced whatever the row-group sizes), each worker an equal part of that.
     Call :meth:`set_epoch` before iterating (the row order and augmentation depend on it).
+    ``pinned``: page-lock the native blocks' buffers of ``decode="device"`` for CUDA.
     """
 
-    def __init__(self, spec: DataSpec, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
+    def __init__(
+        self,
+        spec: DataSpec,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        pinned: bool = False,
+    ) -> None:
         spec.validate()
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
@@ -269,8 +298,18 @@ class PairsDataset(IterableDataset):
         self._files: dict[str, pq.ParquetFile] = {}  # opened once per process
         self._scratch = buffers.Scratch()  # decoding's work tensors, one set per process
         # a buffer for each batch a worker may have queued, the one it writes and the one in use
-        shape = (spec.batch_size, len(spec.bands), 120, 120)
-        self.pool = buffers.BufferPool(spec.workers, spec.prefetch + 2, shape)
+        # (device decode: also those being copied to the device, device_decode.AHEAD)
+        self.pool: buffers.BufferPool | None = None
+        self.native_pools: dict[str, buffers.BufferPool] = {}
+        rows = spec.batch_size
+        if spec.decode == "worker":
+            shape = (rows, len(spec.bands), 120, 120)
+            self.pool = buffers.BufferPool(spec.workers, spec.prefetch + 2, shape)
+        for g in device_decode.native_groups(spec.bands) if spec.decode == "device" else ():
+            per_worker = spec.prefetch + 2 + device_decode.AHEAD
+            shape = (rows, len(g.bands), g.size, g.size)
+            pool = buffers.BufferPool(spec.workers, per_worker, shape, g.torch_dtype, pinned)
+            self.native_pools[g.name] = pool
 
     @property
     def epoch(self) -> int:
@@ -290,6 +329,10 @@ class PairsDataset(IterableDataset):
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        if info:
+            # Arrow's default pool (jemalloc) hands freed row groups back to the OS, and the next
+            # read faults them in again; mimalloc keeps them: ~0.1 ms less CPU per S1+S2 sample
+            pa.set_memory_pool(pa.mimalloc_memory_pool())
         part = self.rank * workers + worker
         epoch = self.epoch
         yield from self._batches(self.slices(epoch, part, self.world_size * workers), epoch, part)
@@ -347,25 +390,40 @@ class PairsDataset(IterableDataset):
             empty = torch.empty((0, len(bands), 120, 120)), torch.empty((0, k))
             return Batch(*empty, [], skipped)
         cols = {b.name: table.column(b.name) for b in bands}
-        info = get_worker_info()
-        slot, out = self.pool.take(info.id, len(table)) if info else (-1, None)
+        flat = pc.list_flatten(table.column(self.target)).to_numpy(zero_copy_only=False)
+        y = torch.from_numpy(flat.astype(np.float32)).view(len(table), -1)
+        ids = table.column("patch_id").to_pylist()
+        worker = get_worker_info()
+        if self.spec.decode == "device":
+            codes = device_decode.draw_transforms(len(table), gen) if self.spec.augment else None
+            batch = Batch(None, y, ids, skipped, codes=codes)
+            for g in device_decode.native_groups(bands):
+                pool = self.native_pools[g.name]
+                slot, block = pool.take(worker.id, len(table)) if worker else (-1, None)
+                batch.native[g.name] = native_block(cols, g, block)
+                if slot >= 0:
+                    batch.native_slots[g.name] = (pool.key, slot)
+            return batch
+        assert self.pool is not None
+        slot, out = self.pool.take(worker.id, len(table)) if worker else (-1, None)
         x = decode_bands(cols, bands, self.spec.resampling, stats, out, self._scratch)
         if self.spec.augment:
             x = augment(x, gen)
-        flat = pc.list_flatten(table.column(self.target)).to_numpy(zero_copy_only=False)
-        y = torch.from_numpy(flat.astype(np.float32))
-        ids = table.column("patch_id").to_pylist()
-        return Batch(x, y.view(len(table), -1), ids, skipped, slot, self.pool.key)
+        return Batch(x, y, ids, skipped, slot, self.pool.key)
 
 
 class PatchLoader:
     """A rank's batches of one split per epoch: :class:`PairsDataset` in a ``DataLoader`` with
     ``spec.workers`` persistent processes (started with the first epoch, kept for the next ones
-    with their open files and buffers), ``spec.prefetch`` batches each, pinned memory on CUDA."""
+    with their open files and buffers), ``spec.prefetch`` batches each, pinned memory on CUDA
+    (decoded batches copied into it by DataLoader's pin thread; native blocks written straight
+    into page-locked shared buffers)."""
 
     def __init__(self, spec: DataSpec, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
-        self.dataset = PairsDataset(spec, rank, world_size, seed)
+        cuda = torch.cuda.is_available()
+        self.dataset = PairsDataset(spec, rank, world_size, seed, pinned=cuda)
         self.spec, self.version = spec, self.dataset.version
+        self._decoders: dict[torch.device, device_decode.Decoder] = {}
         workers = spec.workers
         self.loader = DataLoader(
             self.dataset,
@@ -373,7 +431,7 @@ class PatchLoader:
             num_workers=workers,
             prefetch_factor=spec.prefetch if workers else None,
             persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=cuda and spec.decode == "worker",
             # its own generator for the workers' base seed: starting an iterator then never
             # draws from torch's global RNG, which dropout uses (a resumed run stays exact)
             generator=torch.Generator().manual_seed(seed),
@@ -396,6 +454,21 @@ class PatchLoader:
                 skipped += batch.skipped
             if batch.ids:
                 yield batch
+
+    def to_device(
+        self, device: torch.device | str, epoch: int = 0, skipped: list[str] | None = None
+    ) -> Iterator[device_decode.OnDevice]:
+        """:meth:`epoch`'s batches decoded on ``device`` (inputs and targets there), whichever
+        the decode path (:func:`device_decode.feed`: copied ahead on a side stream on CUDA)."""
+        yield from device_decode.feed(self.epoch(epoch, skipped), self.decoder(device))
+
+    def decoder(self, device: torch.device | str) -> device_decode.Decoder:
+        """This loader's decoder of batches moved to ``device`` (one per device, kept)."""
+        device = torch.device(device)
+        if device not in self._decoders:
+            stats = BAND_STATS[self.spec.stats]
+            self._decoders[device] = device_decode.Decoder(self.spec, stats, device)
+        return self._decoders[device]
 
 
 def verify_epoch(

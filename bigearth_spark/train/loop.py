@@ -4,6 +4,12 @@ DistributedOptimizer, broadcast of parameters and optimizer state, LR scaled by 
 linear warm-up, BCE-with-logits, AMP on GPU, exactly-once check of every epoch, a comparison of
 the ranks' weights after every epoch, validation macro-AP for early stopping, rank-0 checkpoints
 and MLflow tracking, a progress bar on rank 0.
+
+Batches reach the step decoded on the device (``PatchLoader.to_device``: decoded by the workers
+or, with ``decode: device``, there). The step does not wait for the device: losses stay on it
+until the epoch ends (bf16 autocast on GPUs that have it: fp16's loss scaler reads an inf flag
+back every step). ``step_capture`` compiles the model's forward and backward
+(:func:`step_forward`).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,7 @@ from bigearth_spark.archive.labels import NOMENCLATURES
 from bigearth_spark.config import reject_unknown_keys
 from bigearth_spark.train import checkpoint
 from bigearth_spark.train.data import DataSpec, PatchLoader, verify_epoch
+from bigearth_spark.train.device_decode import OnDevice, default_decode
 from bigearth_spark.train.init import freeze_backbone, initialise, trainable
 from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model
@@ -58,6 +65,8 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2  # DataLoader worker processes per rank that read and decode batches
     prefetch: int = 2  # batches each worker prepares ahead
+    decode: str | None = None  # worker | device; None: device when training on CUDA, else worker
+    step_capture: str = "none"  # none | compile | cuda_graph (see step_forward)
     mlflow_uri: str = "./mlruns"
     experiment: str = "bigearth_spark"
 
@@ -83,6 +92,7 @@ def _spec(cfg: TrainConfig, split: str, version: int | None) -> DataSpec:
         cfg.stats,
         cfg.workers,
         cfg.prefetch,
+        cfg.decode or default_decode(torch.cuda.is_available()),
     )
 
 
@@ -99,16 +109,16 @@ def evaluate(model: torch.nn.Module, loader: PatchLoader, device: torch.device) 
     model.eval()
     ids, ys, ps, skipped = [], [], [], []
     with torch.no_grad():
-        for batch in loader.epoch(0, skipped):
-            ps.append(
-                torch.sigmoid(model(batch.x.to(device, non_blocking=True)).float()).cpu().numpy()
-            )
-            ys.append(batch.y.numpy())
+        for batch in loader.to_device(device, 0, skipped):
+            ps.append(torch.sigmoid(model(batch.x).float()))
+            ys.append(batch.y)
             ids += batch.ids
     seen = _gather_epoch(ids, loader, skipped)
     k = len(NOMENCLATURES[loader.spec.nomenclature])
-    y = np.concatenate([a for part in hvd.allgather_object(ys) for a in part] or [np.zeros((0, k))])
-    p = np.concatenate([a for part in hvd.allgather_object(ps) for a in part] or [np.zeros((0, k))])
+    y, p = (
+        np.concatenate(hvd.allgather_object(torch.cat(t).cpu().numpy() if t else np.zeros((0, k))))
+        for t in (ys, ps)
+    )
     metrics = multilabel_metrics(y, p)
     metrics["rows"] = len(y)
     metrics["rows_without_s1"] = loader.rows_in_split - seen
@@ -127,7 +137,9 @@ class _Run:
     train_loader: PatchLoader
     val_loader: PatchLoader
     model: torch.nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, compiled per step_capture
     opt: torch.optim.Optimizer
+    amp: torch.dtype | None  # autocast's dtype (None: none)
     scaler: torch.amp.GradScaler
     base_lr: float
     steps_per_epoch: int
@@ -144,6 +156,47 @@ def cpu_threads(local_ranks: int) -> int:
     which may set ``OMP_NUM_THREADS``): the same training then rounds the same way under every
     launcher, and ranks do not oversubscribe the cores."""
     return max(1, len(os.sched_getaffinity(0)) // local_ranks)
+
+
+STEP_CAPTURES = ("none", "compile", "cuda_graph")
+
+
+def step_forward(
+    model: torch.nn.Module, capture: str, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's forward as the training step calls it, per ``capture``:
+
+    * ``none``: eager PyTorch;
+    * ``compile``: ``torch.compile`` (Inductor's fused kernels; forward and backward). Costs a
+      compilation at the first step and again for each new batch shape (an epoch's smaller last
+      batch); on CPU it needs a C++ compiler;
+    * ``cuda_graph``: ``torch.compile(mode="reduce-overhead")``: the compiled forward and
+      backward are also captured and replayed as CUDA graphs, one launch instead of hundreds
+      (what lifts a GPU whose step is bound by kernel launches). Costs the compilation, a
+      recording per batch shape and the graphs' own memory pool; each step copies its input into
+      the graph's static buffer. The optimizer step and Horovod's allreduce stay outside the
+      graph (the allreduce runs on Horovod's thread, which a graph cannot capture). Refused on
+      a device other than CUDA.
+
+    Raises ValueError on an unknown ``capture`` or a refused one."""
+    if capture not in STEP_CAPTURES:
+        raise ValueError(f"step_capture {capture!r} is not one of {STEP_CAPTURES}")
+    if capture == "cuda_graph" and device.type != "cuda":
+        raise ValueError(
+            f"step_capture 'cuda_graph' needs a CUDA device, not {device.type}: "
+            "use 'compile' or 'none'"
+        )
+    if capture == "none":
+        return model
+    return torch.compile(model, mode="reduce-overhead" if capture == "cuda_graph" else None)
+
+
+def _amp_dtype(device: torch.device) -> torch.dtype | None:
+    """Autocast's dtype: bf16 on a GPU that has it (no loss scaling, so no inf flag to read back
+    every step), else fp16 on a GPU; none on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def _start(cfg: TrainConfig) -> _Run:
@@ -172,6 +225,8 @@ def _start(cfg: TrainConfig) -> _Run:
         freeze_backbone(model)
     device = torch.device("cuda" if cuda else "cpu")
     model = model.to(device)
+    forward = step_forward(model, cfg.step_capture, device)
+    amp = _amp_dtype(device)
     base_lr = cfg.lr * world
     # Wrap first: DistributedOptimizer builds a new optimizer from the param groups, so state
     # loaded into the inner one would be lost.
@@ -196,35 +251,36 @@ def _start(cfg: TrainConfig) -> _Run:
         train_loader,
         val_loader,
         model,
+        forward,
         opt,
-        torch.amp.GradScaler("cuda", enabled=cuda),
+        amp,
+        torch.amp.GradScaler("cuda", enabled=amp == torch.float16),
         base_lr,
         steps,
         max(1, int(cfg.warmup_epochs * steps)),
     )
 
 
-def _step(run: _Run, batch: Any, loss_fn: torch.nn.Module) -> float:
-    """One optimizer step on ``batch`` (warm-up LR, AMP on GPU); its loss."""
+def _step(run: _Run, batch: OnDevice, loss_fn: torch.nn.Module) -> torch.Tensor:
+    """One optimizer step on ``batch`` (warm-up LR, AMP on GPU); its loss, on the device (read
+    nothing back: the host queues the next step while the device computes this one)."""
     for group in run.opt.param_groups:
         group["lr"] = run.base_lr * min(1.0, (run.state.step + 1) / run.warmup_steps)
     run.opt.zero_grad()
-    with torch.autocast(run.device.type, enabled=run.cuda):
-        loss = loss_fn(
-            run.model(batch.x.to(run.device, non_blocking=True)),
-            batch.y.to(run.device, non_blocking=True),
-        )
-    run.scaler.scale(loss).backward()
-    if run.cuda:
+    with torch.autocast(run.device.type, dtype=run.amp, enabled=run.amp is not None):
+        loss = loss_fn(run.forward(batch.x), batch.y)
+    if run.scaler.is_enabled():  # fp16: the scaler's step reads its inf flag (a host sync)
+        run.scaler.scale(loss).backward()
         run.opt.synchronize()
         run.scaler.unscale_(run.opt)
         with run.opt.skip_synchronize():
             run.scaler.step(run.opt)
+        run.scaler.update()
     else:
+        loss.backward()
         run.opt.step()
-    run.scaler.update()
     run.state.step += 1
-    return loss.item()
+    return loss.detach()
 
 
 def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
@@ -237,20 +293,21 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     loss_fn = torch.nn.BCEWithLogitsLoss()
     ids: list[str] = []
     skipped: list[str] = []
-    losses = []
+    loss_sum, steps = torch.zeros((), dtype=torch.float64, device=run.device), 0
     desc = f"epoch {epoch + 1}/{cfg.epochs}"
     with tqdm(total=run.steps_per_epoch, desc=desc, disable=run.rank != 0) as bar:
-        for batch in run.train_loader.epoch(epoch, skipped):
-            losses.append(_step(run, batch, loss_fn))
+        for batch in run.train_loader.to_device(run.device, epoch, skipped):
+            loss_sum += _step(run, batch, loss_fn)
+            steps += 1
             ids += batch.ids
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        mean_loss = loss_sum.item() / steps if steps else np.nan  # read once per epoch
+        bar.set_postfix(loss=f"{mean_loss:.4f}")
     # Shards are equal (±1 row) but their last batches may differ in number: ranks that finish
     # early join, contributing zero gradients to the others' remaining steps.
     hvd.join()
-    agreement = _compare_and_align(run, len(losses))
+    agreement = _compare_and_align(run, steps)
     seen = _gather_epoch(ids, run.train_loader, skipped)
-    mean_loss = float(np.mean(losses)) if losses else np.nan
     loss = float(np.mean(hvd.allgather_object(mean_loss)))
     return {"train_loss": loss, "train_rows": seen, **agreement}
 

@@ -7,7 +7,8 @@ repeated. So a band is two passes of ``f`` strided ``torch.lerp`` calls, along r
 whole output rows, in ~0.65× the time of torch's 2-D kernel on the worker's one thread; the result
 equals ``torch.nn.functional.interpolate(x, mode="bilinear", align_corners=False)`` up to float
 rounding (≤ 1e-5 on normalised bands). Other factors, bicubic and nearest use torch's kernels
-(their ``out=`` variants, so nothing is copied either).
+(their ``out=`` variants, so nothing is copied either). Only torch ops: the device decode path
+(``train.device_decode``) runs the same kernel on the training device, scratch tensors there.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def upsample(
     if x.shape[-2] != size or out.shape[-2] != target or x.shape[0] != out.shape[0]:
         raise ValueError(f"cannot resample {tuple(x.shape)} into {tuple(out.shape)}")
     if mode == "bilinear" and target % size == 0:
-        _bilinear_by(x, out, target // size, scratch or Scratch())
+        _bilinear_by(x, out, target // size, scratch or Scratch(x.device))
     elif mode in ("bilinear", "bicubic"):
         kernel = getattr(torch.ops.aten, f"upsample_{mode}2d").out
         kernel(x[:, None], [target, target], False, None, None, out=out[:, None])
