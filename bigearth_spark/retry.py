@@ -17,20 +17,25 @@ def is_storage_error(e: BaseException) -> bool:
     return isinstance(e, OSError) and not isinstance(e, FileNotFoundError | NotADirectoryError)
 
 
+def exponential(attempt: int) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (0-based) of a read: 0.1, 0.2, 0.4..."""
+    return 0.1 * 2**attempt
+
+
 def retried(
     call: Callable[[], T],
     transient: Callable[[BaseException], bool] = is_storage_error,
     attempts: int = READ_ATTEMPTS,
-    backoff_s: float = 0.1,
+    backoff: Callable[[int], float] = exponential,
 ) -> T:
-    """``call()``, called again after ``backoff_s`` × 2^attempt while it raises an exception for
-    which ``transient`` is true, at most ``attempts`` times in all; the last exception, and any
-    other, propagates."""
+    """``call()``, called again after ``backoff(attempt)`` seconds while it raises an exception
+    for which ``transient`` is true, at most ``attempts`` times in all; the last exception, and
+    any other, propagates."""
     for attempt in range(attempts):
         try:
             return call()
         except Exception as e:
             if not transient(e) or attempt == attempts - 1:
                 raise
-        time.sleep(backoff_s * 2**attempt)
+        time.sleep(backoff(attempt))
     raise AssertionError("unreachable")

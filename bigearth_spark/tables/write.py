@@ -8,7 +8,6 @@ known to be new are safe only for the one writer of a lake: the ingest holds the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -17,6 +16,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from bigearth_spark.retry import retried
 from bigearth_spark.tables import delta_log, part_files
 from bigearth_spark.tables.schema import PARTITION_COLUMNS, TABLE_PROPERTIES
 
@@ -153,13 +153,6 @@ def is_conflict(e: BaseException) -> bool:
     )
 
 
-def retry_conflicts(action: Callable[[], T_], attempts: int = 8) -> T_ | None:
+def retry_conflicts(action: Callable[[], T_], attempts: int = 8) -> T_:
     """Run ``action`` and retry it on Delta's concurrent-commit conflicts."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except Exception as e:
-            if not is_conflict(e) or attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    return None
+    return retried(action, is_conflict, attempts, backoff=lambda attempt: 0.2 * (attempt + 1))
