@@ -294,10 +294,13 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     ids: list[str] = []
     skipped: list[str] = []
     loss_sum, steps = torch.zeros((), dtype=torch.float64, device=run.device), 0
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    prints: list[torch.Tensor] = []  # the parameters' fingerprint after each step
     desc = f"epoch {epoch + 1}/{cfg.epochs}"
     with tqdm(total=run.steps_per_epoch, desc=desc, disable=run.rank != 0) as bar:
         for batch in run.train_loader.to_device(run.device, epoch, skipped):
             loss_sum += _step(run, batch, loss_fn)
+            prints.append(_fingerprint(params))
             steps += 1
             ids += batch.ids
             bar.update(1)
@@ -306,30 +309,46 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     # Shards are equal (±1 row) but their last batches may differ in number: ranks that finish
     # early join, contributing zero gradients to the others' remaining steps.
     hvd.join()
-    agreement = _compare_and_align(run, steps)
+    fingerprints = torch.stack(prints).float().cpu().numpy() if prints else None
+    agreement = _compare_and_align(run, steps, fingerprints)
     seen = _gather_epoch(ids, run.train_loader, skipped)
     loss = float(np.mean(hvd.allgather_object(mean_loss)))
     return {"train_loss": loss, "train_rows": seen, **agreement}
 
 
-def _compare_and_align(run: _Run, steps: int) -> dict[str, float]:
+def _fingerprint(params: list[torch.Tensor]) -> torch.Tensor:
+    """The parameters' L2 norms, one per tensor, left on the device (no synchronisation).
+
+    ``torch._foreach_norm`` computes them in one fused launch; the public
+    ``torch.nn.utils.get_total_norm`` would fold them into one float32 norm, too coarse to see a
+    rank drift by 1e-6 in a few weights."""
+    with torch.no_grad():
+        return torch.stack(torch._foreach_norm(params))
+
+
+def _compare_and_align(run: _Run, steps: int, prints: np.ndarray | None) -> dict[str, float]:
     """Compare the ranks' weights after an epoch, before any broadcast, and align the ranks.
 
-    Ranks that took the same number of optimizer steps (``steps``: this rank's) applied the same
-    averaged gradients, so their parameters must be bit-identical: ``ranks_agreed`` is 1.0 when
-    they are, 0.0 when some rank diverged. When all ranks stepped equally (the usual case) that
-    compares every rank and nothing is broadcast. When some ranks joined early they did not step
-    for the others' last batches: only ranks of equal step counts are compared (with two ranks,
-    none), the first rank of the most steps broadcasts its parameters and optimizer state, and
-    ``weights_broadcast`` is 1.0. Running statistics (BatchNorm buffers) follow each rank's own
-    batches and are not compared: they are always broadcast from that rank (rank 0 when all
-    stepped equally), so that every rank evaluates and checkpoints the same model.
+    Every step applies the same averaged gradients on every rank, so after each step that all
+    ranks took (the first ``min(steps)``) their parameters must be bit-identical: the ranks'
+    per-step fingerprints (``prints``, :func:`_fingerprint`) must be equal, and so must the
+    SHA-256 of the final parameters of ranks that took the same number of steps. ``ranks_agreed``
+    is 1.0 when both hold, 0.0 when some rank diverged. When some ranks joined early (fewer
+    steps: Horovod's join let the others step alone on their last batches) the first rank of the
+    most steps broadcasts its parameters and optimizer state, and ``weights_broadcast`` is 1.0.
+    Running statistics (BatchNorm buffers) follow each rank's own batches and are not compared:
+    they are always broadcast from that rank (rank 0 when all stepped equally), so that every
+    rank evaluates and checkpoints the same model.
     """
-    per_rank = hvd.allgather_object((steps, _checksum(run.model.named_parameters())))
-    most = max(n for n, _ in per_rank)
-    root = next(r for r, (n, _) in enumerate(per_rank) if n == most)
-    uneven = any(n != most for n, _ in per_rank)
-    agreed = all(len({c for m, c in per_rank if m == n}) == 1 for n, _ in per_rank)
+    per_rank = hvd.allgather_object((steps, _checksum(run.model.named_parameters()), prints))
+    most = max(n for n, _, _ in per_rank)
+    common = min(n for n, _, _ in per_rank)
+    root = next(r for r, (n, _, _) in enumerate(per_rank) if n == most)
+    uneven = common != most
+    same_final = all(len({c for m, c, _ in per_rank if m == n}) == 1 for n, _, _ in per_rank)
+    ref = per_rank[0][2]
+    same_steps = common == 0 or all(np.array_equal(p[:common], ref[:common]) for *_, p in per_rank)
+    agreed = same_final and same_steps
     if uneven:
         hvd.broadcast_parameters(run.model.state_dict(), root_rank=root)  # and the buffers
         hvd.broadcast_optimizer_state(run.opt, root_rank=root)
