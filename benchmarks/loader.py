@@ -74,7 +74,7 @@ def ensure_lake(pairs: int, out: Path) -> Path:
     return lake
 
 
-def training_spec(lake: Path, config: Path | None, batch_size: int | None) -> DataSpec:
+def training_spec(lake: str | Path, config: Path | None, batch_size: int | None) -> DataSpec:
     """The training split's DataSpec of a training run (``config``'s YAML, else TrainConfig's
     defaults) over ``lake``, as the training loop builds it."""
     cfg = TrainConfig.from_yaml(config) if config else TrainConfig()

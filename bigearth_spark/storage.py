@@ -5,9 +5,11 @@ per folder and one unbuffered read per file), and so do Databricks' ``dbfs:/path
 the FUSE view of DBFS that Databricks mounts at ``/dbfs`` on every node (:data:`DBFS_ROOT`).
 Object stores and HDFS go through pyarrow's filesystems: ``s3a://``, ``s3://`` (S3 and
 S3-compatible servers), ``gs://``, ``hdfs://``, and ``abfss://`` where ``adlfs`` (fsspec) is
-installed. Spark's own reads and writes use Hadoop's filesystems with the same URIs (see
-:mod:`bigearth_spark.spark`); functions that name a file return ``dbfs:`` URIs as such, so what
-is handed to Spark stays a URI that Spark reads itself.
+installed; a whole S3 object is read with one GET through boto3 (pyarrow's input files ask for
+the object's size with a HEAD first: two round trips per file). Spark's own reads and writes use
+Hadoop's filesystems with the same URIs (see :mod:`bigearth_spark.spark`); functions that name a
+file return ``dbfs:`` URIs as such, so what is handed to Spark stays a URI that Spark reads
+itself.
 
 Credentials come from the standard environment of each SDK (``AWS_ACCESS_KEY_ID``,
 ``AWS_PROFILE``, instance roles; ``GOOGLE_APPLICATION_CREDENTIALS`` or the node's service
@@ -24,10 +26,14 @@ import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 S3_SCHEMES = frozenset({"s3", "s3a", "s3n"})
@@ -134,6 +140,59 @@ def s3_endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+def s3_region() -> str | None:
+    """The AWS region from the environment (None: the SDK's own resolution)."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+S3_CONNECTIONS = 64  # boto3's connection pool per process: the most requests it keeps in flight
+
+
+@lru_cache(maxsize=8)
+def _s3_client(endpoint: str | None, region: str | None) -> BaseClient:
+    import boto3  # the S3 reads' and flat listings' client (thread-safe: shared by a pool)
+    from botocore.config import Config
+
+    config = Config(
+        max_pool_connections=S3_CONNECTIONS,
+        retries={"mode": "standard", "total_max_attempts": 2},  # ours: retry.retried
+    )
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name=region, config=config
+    )
+
+
+def s3_client() -> BaseClient:
+    """The process's boto3 S3 client for the environment's endpoint and region."""
+    return _s3_client(s3_endpoint(), s3_region())
+
+
+def s3_location(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an ``s3a://``, ``s3://`` or ``s3n://`` URI."""
+    url = urlsplit(uri)
+    return url.netloc, url.path.lstrip("/")
+
+
+def s3_error(e: Exception, uri: str) -> OSError:
+    """The ``OSError`` of a failed boto3 call on ``uri``: ``FileNotFoundError`` for a missing
+    object or bucket, ``PermissionError`` for a denied one (both as :mod:`os` raises them, so
+    that callers classify object stores and local files alike), else ``OSError`` with S3's
+    error code (``SlowDown``, ``InternalError``, a timeout...)."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(e, ClientError):  # connection errors, timeouts: BotoCoreError
+        return OSError(f"{uri}: {type(e).__name__}: {e}")
+    error = e.response.get("Error", {})
+    code, message = str(error.get("Code", "")), error.get("Message", "")
+    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    text = f"{uri}: {code}: {message}"
+    if code in ("NoSuchKey", "NoSuchBucket", "404") or status == 404:
+        return FileNotFoundError(text)
+    if code in ("AccessDenied", "403") or status == 403:
+        return PermissionError(text)
+    return OSError(text)
+
+
 @lru_cache(maxsize=8)
 def _s3(endpoint: str | None, region: str | None) -> pafs.FileSystem:
     if not endpoint:
@@ -200,6 +259,12 @@ def _hdfs(root: str) -> pafs.FileSystem:
     return pafs.FileSystem.from_uri(root)[0]  # one connection per namenode
 
 
+# a forked process (DataLoader workers) opens connections of its own: clients and their pooled
+# connections are not shared across a fork (the parent's sockets would carry both's answers)
+for _cached in (_s3_client, _s3, _gcs, _adlfs, _hdfs):
+    os.register_at_fork(after_in_child=_cached.cache_clear)
+
+
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem of ``uri`` and the path within it. Raises :class:`StorageError`
     for a malformed URI, an unknown scheme, or a filesystem that is not installed."""
@@ -208,8 +273,7 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         return pafs.LocalFileSystem(), os.path.abspath(local_path(uri))
     url = urlsplit(uri)
     if s in S3_SCHEMES:
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        return _s3(s3_endpoint(), region), url.netloc + url.path.rstrip("/")
+        return _s3(s3_endpoint(), s3_region()), url.netloc + url.path.rstrip("/")
     if s in ("gs", "gcs"):
         return _gcs(), url.netloc + url.path.rstrip("/")
     if s in ("abfs", "abfss"):
@@ -251,12 +315,24 @@ def list_names(uri: str) -> set[str]:
 
 
 def read_bytes(uri: str) -> bytes:
-    """The whole content of file ``uri`` in one read."""
+    """The whole content of file ``uri`` in one read (an S3 object: one GET)."""
     if is_local(uri):
         return _read_local(local_path(uri))
+    if scheme(uri) in S3_SCHEMES:
+        return _read_s3(uri)
     fs, path = filesystem(uri)
     with fs.open_input_stream(path, compression=None) as f:  # no decompression by extension
         return f.read()
+
+
+def _read_s3(uri: str) -> bytes:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = s3_location(uri)
+    try:
+        return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (ClientError, BotoCoreError) as e:
+        raise s3_error(e, uri) from None
 
 
 def _read_local(path: str) -> bytes:
@@ -294,8 +370,9 @@ def is_file(uri: str) -> bool:
 
 
 def parquet_file(uri: str) -> pq.ParquetFile:
-    """A ``ParquetFile`` on ``uri`` (memory-mapped when local)."""
+    """A ``ParquetFile`` on ``uri`` (memory-mapped when local; elsewhere each read of a row
+    group fetches its column chunks at once, as a few coalesced ranges in flight together)."""
     if is_local(uri):
         return pq.ParquetFile(local_path(uri), memory_map=True)
     fs, path = filesystem(uri)
-    return pq.ParquetFile(fs.open_input_file(path))
+    return pq.ParquetFile(fs.open_input_file(path), pre_buffer=True)

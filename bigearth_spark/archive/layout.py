@@ -8,7 +8,8 @@ Pure Python (no Spark), on paths or URIs (:mod:`bigearth_spark.storage`). Listin
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from bigearth_spark import storage
 from bigearth_spark.archive import names
@@ -28,10 +29,12 @@ class NotAnArchiveError(ValueError):
 
 @dataclass(frozen=True)
 class ArchiveRoot:
-    """A recognised archive root."""
+    """A recognised archive root, with the entries its detection listed (listed once: a v1
+    root holds ~590,000 folders, an object store's listing of them ~590 requests)."""
 
     archive_type: str  # V1_S2 | V1_S1 | V2
     path: str
+    entries: tuple[storage.Entry, ...] = field(default=(), compare=False, repr=False)
 
 
 def _sniff_flat(entries: list[storage.Entry]) -> str | None:
@@ -53,14 +56,15 @@ def detect_root(path: str | os.PathLike[str]) -> ArchiveRoot | None:
     """Recognise ``path`` (a path or URI) as a v1 S2, v1 S1 or v2 archive root (None if it is
     none of them)."""
     path = storage.normalize(os.fspath(path))
-    if not storage.is_dir(path):
+    try:
+        entries = tuple(storage.list_dir(path))
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    entries = storage.list_dir(path)  # listed once: a v1 root holds ~590k folders
     top = {e.name: e.is_dir for e in entries}
     if any(top.get(d) for d in V2_PARTS) or top.get(V2_METADATA) is False:
-        return ArchiveRoot(V2, path)
+        return ArchiveRoot(V2, path, entries)
     archive_type = _sniff_flat(entries)
-    return ArchiveRoot(archive_type, path) if archive_type else None
+    return ArchiveRoot(archive_type, path, entries) if archive_type else None
 
 
 def find_roots(path: str | os.PathLike[str]) -> list[ArchiveRoot]:
@@ -90,22 +94,24 @@ class Entry:
     nested: bool  # True: a v2 tile/scene folder whose sub-folders are the patches
 
 
-def _entries(folder: str, folder_type: str, nested: bool) -> list[Entry]:
+def _entries(listed: Sequence[storage.Entry], folder_type: str, nested: bool) -> list[Entry]:
     return [
         Entry(folder_type if e.is_dir else "stray_file", e.path, nested and e.is_dir)
-        for e in storage.list_dir(folder)
+        for e in listed
     ]
 
 
 def top_entries(root: ArchiveRoot) -> list[Entry]:
-    """The entries below a root that executors expand and read (one listing per folder)."""
+    """The entries below a root that executors expand and read (the root's own, as its
+    detection listed them; a v2 root's parts listed here)."""
+    listed = root.entries or tuple(storage.list_dir(root.path))
     if root.archive_type in (V1_S2, V1_S1):
-        return _entries(root.path, root.archive_type, False)
+        return _entries(listed, root.archive_type, False)
     entries: list[Entry] = []
+    parts = {e.name for e in listed if e.is_dir}
     for sub, folder_type in V2_PARTS.items():
-        part = storage.join(root.path, sub)
-        if storage.is_dir(part):
-            entries += _entries(part, folder_type, True)
+        if sub in parts:
+            entries += _entries(storage.list_dir(storage.join(root.path, sub)), folder_type, True)
     return entries
 
 
@@ -113,4 +119,4 @@ def expand(entry: Entry) -> list[Entry]:
     """Patch folders (and stray files) of an entry: itself, or the inside of a v2 tile folder."""
     if not entry.nested:
         return [entry]
-    return _entries(entry.path, entry.folder_type, False)
+    return _entries(storage.list_dir(entry.path), entry.folder_type, False)

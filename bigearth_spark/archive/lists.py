@@ -8,6 +8,7 @@ A membership that no provided list can tell stays unknown (None), never a guesse
 from __future__ import annotations
 
 import bz2
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bigearth_spark import storage
+from bigearth_spark import fetch, storage
 from bigearth_spark.archive.layout import V2_FLAGGED_METADATA, V2_METADATA
+from bigearth_spark.archive.reader import Read
 
 SPLITS = ("train", "validation", "test")
 V1_SPLIT_FILES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
@@ -61,8 +63,8 @@ class OfficialLists:
         return {f"{a}/{s}": int(n) for (a, s), n in g.items()}
 
 
-def _csv_lines(path: str) -> list[str]:
-    data = storage.read_bytes(path)
+def _csv_lines(path: str, read: Read) -> list[str]:
+    data = read(path)
     text = (bz2.decompress(data) if path.endswith(".bz2") else data).decode()
     return [line.strip() for line in text.splitlines() if line.strip()]
 
@@ -73,14 +75,28 @@ def _stem(name: str) -> str:
     return name
 
 
-def find_list_files(folders: list[str | Path]) -> dict[str, str]:
+def _entries(folder: str) -> list[storage.Entry]:
+    """A folder's entries; none when it is missing or not a folder."""
+    try:
+        return storage.list_dir(storage.normalize(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def find_list_files(
+    folders: list[str | Path], listed: Mapping[str, Sequence[storage.Entry]] | None = None
+) -> dict[str, str]:
     """Official list files present in ``folders`` (paths or URIs; the first folder wins), keyed
-    by list name."""
+    by list name. ``listed``: the entries of folders listed before (an archive root's), by
+    path; the others are listed here, all at once."""
+    listed = listed or {}
+    names = [str(f) for f in folders]
+    todo = [f for f in names if f not in listed]
+    listings = fetch.pool(fetch.REQUESTS_IN_FLIGHT).map(_entries, todo)
+    found_entries = dict(zip(todo, listings, strict=True))
     found: dict[str, str] = {}
-    for folder in map(str, folders):
-        if not storage.is_dir(folder):
-            continue
-        for f in storage.list_dir(storage.normalize(folder)):
+    for folder in names:
+        for f in listed[folder] if folder in listed else found_entries[folder]:
             key = V2_FILES.get(f.name) or (
                 _stem(f.name) if f.name.endswith((".csv", ".csv.bz2")) else None
             )
@@ -89,7 +105,7 @@ def find_list_files(folders: list[str | Path]) -> dict[str, str]:
     return found
 
 
-def _v1_frame(files: dict[str, str]) -> tuple[pd.DataFrame, set[str]]:
+def _v1_frame(files: dict[str, str], read: Read) -> tuple[pd.DataFrame, set[str]]:
     rows: dict[str, dict] = {}
     known: set[str] = set()
 
@@ -99,7 +115,7 @@ def _v1_frame(files: dict[str, str]) -> tuple[pd.DataFrame, set[str]]:
     for key, split in V1_SPLIT_FILES.items():
         if key in files:
             known.add("split")
-            for line in _csv_lines(files[key]):
+            for line in _csv_lines(files[key], read):
                 s2, _, s1 = line.partition(",")  # MM split files: "S2name,S1name"
                 r = row(s2.strip())
                 r["split"] = split
@@ -108,7 +124,7 @@ def _v1_frame(files: dict[str, str]) -> tuple[pd.DataFrame, set[str]]:
     for key, column in V1_FLAG_FILES.items():
         if key in files:
             known.add(column)
-            for name in _csv_lines(files[key]):
+            for name in _csv_lines(files[key], read):
                 row(name)[column] = True
     frame = pd.DataFrame(list(rows.values()))
     for column in V1_FLAG_FILES.values():
@@ -119,11 +135,11 @@ def _v1_frame(files: dict[str, str]) -> tuple[pd.DataFrame, set[str]]:
     return frame, known
 
 
-def _v2_frame(files: dict[str, str]) -> tuple[pd.DataFrame, set[str]]:
+def _v2_frame(files: dict[str, str], read: Read) -> tuple[pd.DataFrame, set[str]]:
     parts = []
     for key in (V2_METADATA, V2_FLAGGED_METADATA):
         if key in files:
-            t = pq.read_table(pa.BufferReader(storage.read_bytes(files[key]))).to_pandas()
+            t = pq.read_table(pa.BufferReader(read(files[key]))).to_pandas()
             parts.append(t)
     frame = pd.concat(parts, ignore_index=True).rename(
         columns={
@@ -138,17 +154,21 @@ def _v2_frame(files: dict[str, str]) -> tuple[pd.DataFrame, set[str]]:
     return frame, {"split", "is_snow", "is_cloud_or_shadow", "labels19"}
 
 
-def read_lists(folders: list[str | Path]) -> OfficialLists:
-    """Read every official list found in ``folders`` into one membership table."""
-    files = find_list_files(folders)
+def read_lists(
+    folders: list[str | Path], listed: Mapping[str, Sequence[storage.Entry]] | None = None
+) -> OfficialLists:
+    """Read every official list found in ``folders`` into one membership table (``listed``: see
+    :func:`find_list_files`); the files are read all at once."""
+    files = find_list_files(folders, listed)
+    read = fetch.reader(fetch.fetch(files.values(), fetch.REQUESTS_IN_FLIGHT))
     frames, known = [], {}
     v1_files = {k: v for k, v in files.items() if k in V1_SPLIT_FILES or k in V1_FLAG_FILES}
     v2_files = {k: v for k, v in files.items() if k in V2_FILES.values()}
     if v1_files:
-        frame, known["v1"] = _v1_frame(v1_files)
+        frame, known["v1"] = _v1_frame(v1_files, read)
         frames.append(frame)
     if v2_files:
-        frame, known["v2"] = _v2_frame(v2_files)
+        frame, known["v2"] = _v2_frame(v2_files, read)
         frames.append(frame)
     metadata = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     metadata = metadata.reindex(columns=list(METADATA_COLUMNS))

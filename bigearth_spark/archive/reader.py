@@ -1,7 +1,8 @@
 """Read one BigEarthNet patch folder into native-resolution arrays and metadata.
 
-Spark executors call this for every patch of the archives, so it lists the folder once, reads
-each file once (local paths or URIs, see :mod:`bigearth_spark.storage`) and decodes the
+Spark executors call this for every patch of the archives, so it lists the folder once (or takes
+its names from a listing made before: an object store's flat listing), reads each file once
+(local paths or URIs, see :mod:`bigearth_spark.storage`, or bytes fetched ahead) and decodes the
 archive's tifs without rasterio (see :mod:`.tiff`). Every way a folder can be broken raises
 :class:`PatchError` with a short reason code, so that jobs can count and quarantine bad patches
 instead of failing.
@@ -23,7 +24,7 @@ from bigearth_spark import storage
 from .bands import PATCH_SIZE_M, REFERENCE_MAP, S1_BANDS, S2_BANDS, Band
 from .labels import UnknownLabelError, sort_labels
 from .names import BadNameError, PatchName, is_v1_s2, parse_s1, parse_v1_s2, parse_v2_s2
-from .tiff import GeoBand, MultiSampleError, TiffError, read_tiff
+from .tiff import GeoBand, MultiSampleError, TiffError, decode_tiff
 
 EMPTY_FOLDER = "empty_folder"  # no folder, or no file of the patch in it (strays only)
 MISSING_BAND = "missing_band"  # some of the band tifs are missing
@@ -60,6 +61,7 @@ TRANSIENT_REASONS = frozenset({READ_ERROR})
 # is permanent (the side is not read again until its folder changes id or the lake forgets it)
 RETRIED_LATER = frozenset({READ_ERROR, UNREADABLE})
 FOLDER_TYPES = ("v1_s2", "v1_s1", "v2_s2", "v2_s1", "v2_reference_map")
+Read = Callable[[str], bytes]  # a file's path or URI → its content
 
 _GEO_TOLERANCE_M = 1e-3  # corners and pixel sizes are whole metres in the archives
 _TILE_IN_PRODUCT = re.compile(r"_T(\d{2}[A-Z]{3})_")  # MGRS tile in an L1C .SAFE name
@@ -123,27 +125,47 @@ _LAYOUTS = {
 }
 
 
-def read_patch(folder: str | os.PathLike[str], folder_type: str) -> PatchRecord:
-    """Read a patch folder (a path or URI) of ``folder_type`` (one of :data:`FOLDER_TYPES`); raises
-    :class:`PatchError`."""
+def _layout(folder_type: str) -> _Layout:
     if folder_type not in _LAYOUTS:
         known = ", ".join(FOLDER_TYPES)
         raise ValueError(f"unknown folder type {folder_type!r}; known: {known}")
-    return _read(storage.normalize(os.fspath(folder)), _LAYOUTS[folder_type])
+    return _LAYOUTS[folder_type]
 
 
-def _read(folder: str, layout: _Layout) -> PatchRecord:
-    """Read and validate one folder laid out as ``layout``."""
+def patch_files(folder_type: str, patch_id: str) -> list[str]:
+    """The names of the files a patch folder of ``folder_type`` holds: its band tifs in
+    canonical order, then (v1) its ``labels_metadata.json``."""
+    layout = _layout(folder_type)
+    tifs = [f"{patch_id}_{b.name}.tif" for b in layout.bands]
+    return [*tifs, f"{patch_id}_labels_metadata.json"] if layout.has_json else tifs
+
+
+def read_patch(
+    folder: str | os.PathLike[str],
+    folder_type: str,
+    names: set[str] | None = None,
+    read: Read = storage.read_bytes,
+) -> PatchRecord:
+    """Read a patch folder (a path or URI) of ``folder_type`` (one of :data:`FOLDER_TYPES`); raises
+    :class:`PatchError`. ``names``: the folder's entries when a listing made before gives them
+    (None: the folder is listed); ``read``: how a file's bytes are read (bytes fetched ahead)."""
+    return _read(storage.normalize(os.fspath(folder)), folder_type, names, read)
+
+
+def _read(folder: str, folder_type: str, names: set[str] | None, read: Read) -> PatchRecord:
+    """Read and validate one folder of ``folder_type``."""
+    layout = _layout(folder_type)
     patch_id = storage.basename(folder)
     try:
         name = layout.parse_name(patch_id)
     except BadNameError as e:
         raise PatchError(BAD_NAME, folder, str(e)) from None
-    tifs = {f"{patch_id}_{b.name}.tif": b for b in layout.bands}
-    json_file = f"{patch_id}_labels_metadata.json" if layout.has_json else None
-    patch_files = {*tifs, json_file} if json_file else set(tifs)
-    present = _list(folder)
-    if patch_files.isdisjoint(present):
+    files = patch_files(folder_type, patch_id)
+    tifs = dict(zip(files[: len(layout.bands)], layout.bands, strict=True))
+    json_file = files[-1] if layout.has_json else None
+    expected = set(files)
+    present = _list(folder) if names is None else names
+    if expected.isdisjoint(present):
         raise PatchError(EMPTY_FOLDER, folder, "no file of the patch in the folder")
     missing = [b.name for f, b in tifs.items() if f not in present]
     if missing:
@@ -151,7 +173,7 @@ def _read(folder: str, layout: _Layout) -> PatchRecord:
     if json_file and json_file not in present:
         raise PatchError(MISSING_JSON, folder, f"no {json_file}")
 
-    geo = {b.name: _read_band(storage.join(folder, f), b) for f, b in tifs.items()}
+    geo = {b.name: _read_band(storage.join(folder, f), b, read) for f, b in tifs.items()}
     epsg, (ulx, uly, lrx, lry) = _check_geo(folder, layout.bands, geo)
     record = PatchRecord(
         patch_id=patch_id,
@@ -166,10 +188,10 @@ def _read(folder: str, layout: _Layout) -> PatchRecord:
         lry=lry,
         acquired=None if layout.side == "reference_map" else name.acquired,
         tile=name.tile,
-        stray_files=sorted(storage.join(folder, f) for f in present - patch_files),
+        stray_files=sorted(storage.join(folder, f) for f in present - expected),
     )
     if json_file:
-        corners = _apply_v1_json(record, storage.join(folder, json_file))
+        corners = _apply_v1_json(record, storage.join(folder, json_file), read)
         tif_corners = (ulx, uly, lrx, lry)
         if any(abs(a - b) > _GEO_TOLERANCE_M for a, b in zip(corners, tif_corners, strict=True)):
             detail = f"JSON corners {corners} != tif corners {tif_corners}"
@@ -187,10 +209,10 @@ def _list(folder: str) -> set[str]:
         raise PatchError(READ_ERROR, folder, f"listing failed: {type(e).__name__}: {e}") from None
 
 
-def _read_band(path: str, band: Band) -> GeoBand:
+def _read_band(path: str, band: Band, read: Read) -> GeoBand:
     """Read one band's tif and check its shape and dtype."""
     try:
-        geo = read_tiff(path)
+        geo = decode_tiff(read(path), path)
     except MultiSampleError as e:
         raise PatchError(MULTI_SAMPLE, path, str(e)) from None
     except (FileNotFoundError, IsADirectoryError, TiffError) as e:
@@ -233,10 +255,10 @@ def _geo_problem(g: GeoBand, epsg: int, ulx: float, uly: float, pixel: float) ->
     return None
 
 
-def _apply_v1_json(record: PatchRecord, path: str) -> tuple[float, float, float, float]:
+def _apply_v1_json(record: PatchRecord, path: str, read: Read) -> tuple[float, float, float, float]:
     """Fill ``record`` from a v1 ``labels_metadata.json``; return the JSON's corners."""
     try:
-        doc = json.loads(storage.read_bytes(path))
+        doc = json.loads(read(path))
         coords = doc["coordinates"]
         lry = coords["lry"] if "lry" in coords else coords["lly"]  # S1 JSONs say "lly"
         corners = (float(coords["ulx"]), float(coords["uly"]), float(coords["lrx"]), float(lry))

@@ -13,16 +13,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
+from bigearth_spark import fetch, storage
 from bigearth_spark.archive import reader
 from bigearth_spark.archive.bands import encode_band
 from bigearth_spark.archive.names import BadNameError
 from bigearth_spark.retry import READ_ATTEMPTS, is_storage_error, retried
 from bigearth_spark.tables import part_files
-from bigearth_spark.tables.schema import ISSUES, PAIR_SOURCE, SIDE_PATH, SIDES, STRS
+from bigearth_spark.tables.schema import (
+    ISSUES,
+    PAIR_SOURCE,
+    S1_JSON,
+    SIDE_FILES,
+    SIDE_PATH,
+    SIDES,
+    STRS,
+)
 
 BATCH_ROWS = 16  # ~4.5 MB of S1+S2 bands per Arrow batch
 STORED = T.StructField("stored_sides", STRS, False)
@@ -44,14 +53,28 @@ def _transient(e: BaseException) -> bool:
     )
 
 
-def read_side(folder_type: str, path: str, attempts: int = READ_ATTEMPTS) -> reader.PatchRecord:
+def read_side(
+    folder_type: str,
+    path: str,
+    attempts: int = READ_ATTEMPTS,
+    names: set[str] | None = None,
+    fetched: fetch.Fetched | None = None,
+) -> reader.PatchRecord:
     """Read one patch folder, up to ``attempts`` times with a short backoff while it fails with
-    an I/O or storage error (reason ``read_error``: read again by the next run too).
+    an I/O or storage error (reason ``read_error``: read again by the next run too). ``names``:
+    its entries as discovery listed them (None: listed here); ``fetched``: its files' reads
+    under way (the first attempt takes them, a retry reads again).
 
     Raises :class:`reader.PatchError`; an unforeseen exception becomes reason ``unreadable``
     (not retried in the run, read again by the next one)."""
+    reads = [fetch.reader(fetched)] if fetched else []
+
+    def attempt() -> reader.PatchRecord:
+        read = reads.pop() if reads else storage.read_bytes
+        return reader.read_patch(path, folder_type, names, read)
+
     try:
-        return retried(lambda: reader.read_patch(path, folder_type), _transient, attempts)
+        return retried(attempt, _transient, attempts)
     except reader.PatchError:
         raise
     except BadNameError as e:
@@ -101,18 +124,52 @@ def _checked_partner(unit: dict, rec: reader.PatchRecord) -> reader.PatchRecord:
     raise reader.PatchError(reader.READ_ERROR, rec.path, detail)
 
 
-def decode_unit(unit: dict) -> dict:
-    """One pair row of a unit: the sides marked ``need_<side>`` read from their folders."""
-    row: dict = {"patch_id": unit["patch_id"], "archive": unit["archive"], "issues": []}
-    stored = []
+def _sides(unit: dict) -> Iterator[tuple[str, str, str]]:
+    """(side, folder type, path) of the sides of ``unit`` to decode."""
     for side in SIDES:
         path = unit.get(SIDE_PATH[side])
-        if not unit.get(f"need_{side}") or path is None:
-            continue
+        if unit.get(f"need_{side}") and path is not None:
+            yield side, f"{unit['archive']}_{side}", path
+
+
+def _carried(unit: dict) -> dict[str, bytes]:
+    """The files whose content the unit carries: a v1 S1 JSON that discovery read."""
+    data, path = unit.get(S1_JSON), unit.get(SIDE_PATH["s1"])
+    if data is None or path is None or not unit.get("need_s1"):
+        return {}
+    folder_id = storage.basename(path)
+    return {f"{path}/{folder_id}_labels_metadata.json": data}
+
+
+def listed_files(unit: dict) -> list[str]:
+    """The paths of the patch files that discovery listed in the unit's folders to decode (none
+    for folders it did not list: local ones), but those the unit carries."""
+    found = []
+    carried = _carried(unit)
+    for side, folder_type, path in _sides(unit):
+        names = unit.get(SIDE_FILES[side])
+        if names is not None:
+            folder_id = storage.basename(path)
+            files = reader.patch_files(folder_type, folder_id)
+            found += [f"{path}/{f}" for f in files if f in names]
+    return [f for f in found if f not in carried]
+
+
+def decode_unit(unit: dict, fetched: fetch.Fetched | None = None) -> dict:
+    """One pair row of a unit: the sides marked ``need_<side>`` read from their folders
+    (``fetched``: reads of their files under way, see :func:`listed_files`; the files the unit
+    carries are not read)."""
+    row: dict = {"patch_id": unit["patch_id"], "archive": unit["archive"], "issues": []}
+    fetched = {**(fetched or {}), **fetch.given(_carried(unit))}
+    stored = []
+    for side, folder_type, path in _sides(unit):
+        names = unit.get(SIDE_FILES[side])
         try:
-            rec = _checked_partner(unit, read_side(f"{unit['archive']}_{side}", path))
+            listed = None if names is None else set(names)
+            rec = read_side(folder_type, path, READ_ATTEMPTS, listed, fetched)
+            rec = _checked_partner(unit, rec)
         except reader.PatchError as e:
-            folder_id = path.rstrip("/").rsplit("/", 1)[-1]
+            folder_id = storage.basename(path)
             row["issues"].append(
                 {
                     "patch_id": folder_id,
@@ -146,20 +203,42 @@ def arrow_batch(
     return part_files.record_batch(rows, schema, given)
 
 
-def decoded_rows(
-    batches: Iterator[pa.RecordBatch], finish: Finish | None = None
-) -> Iterator[tuple[list[dict], pa.RecordBatch, int]]:
-    """(rows, their batch of units, offset in it) per :data:`BATCH_ROWS` units of ``batches``;
-    ``finish(row, unit)`` completes each row in place (derived columns, run stamp)."""
+def requests_in_flight(spark: SparkSession) -> int:
+    """The reads each task keeps in flight on object stores (``--conf`` :data:`fetch.CONF_KEY`,
+    default :data:`fetch.REQUESTS_IN_FLIGHT`)."""
+    return fetch.in_flight(spark.conf.get(fetch.CONF_KEY, None))
+
+
+def _units(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, int, dict]]:
     for batch in batches:
-        units = batch.to_pylist()
-        for start in range(0, len(units), BATCH_ROWS):
-            chunk = units[start : start + BATCH_ROWS]
-            rows = [decode_unit(u) for u in chunk]
-            if finish is not None:
-                for row, unit in zip(rows, chunk, strict=True):
-                    finish(row, unit)
+        for offset, unit in enumerate(batch.to_pylist()):
+            yield batch, offset, unit
+
+
+def decoded_rows(
+    batches: Iterator[pa.RecordBatch],
+    finish: Finish | None = None,
+    in_flight: int = fetch.REQUESTS_IN_FLIGHT,
+) -> Iterator[tuple[list[dict], pa.RecordBatch, int]]:
+    """(rows, their batch of units, offset in it) per :data:`BATCH_ROWS` units of ``batches``
+    (fewer at a batch's end); ``finish(row, unit)`` completes each row in place (derived
+    columns, run stamp). The listed files of the next units are fetched ahead, ``in_flight``
+    requests at a time."""
+    rows: list[dict] = []
+    batch, start = None, 0
+    units = fetch.ahead(_units(batches), lambda u: listed_files(u[2]), in_flight)
+    for (source, offset, unit), fetched in units:
+        if rows and (source is not batch or len(rows) == BATCH_ROWS):
             yield rows, batch, start
+            rows = []
+        if not rows:
+            batch, start = source, offset
+        row = decode_unit(unit, fetched)
+        if finish is not None:
+            finish(row, unit)
+        rows.append(row)
+    if rows:
+        yield rows, batch, start
 
 
 def decode(
@@ -174,9 +253,10 @@ def decode(
     fields = [units.schema[c] for c in passthrough]
     schema = output_schema([*fields, *(extra or [])])
     arrow_schema, copied = to_arrow_schema(schema), frozenset(passthrough)
+    requests = requests_in_flight(units.sparkSession)
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for rows, batch, start in decoded_rows(batches, finish):
+        for rows, batch, start in decoded_rows(batches, finish, requests):
             yield arrow_batch(rows, arrow_schema, copied, batch, start)
 
     return units.mapInArrow(run, schema)

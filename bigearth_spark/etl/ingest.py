@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from bigearth_spark import storage
 from bigearth_spark.archive import layout
 from bigearth_spark.archive.labels import CLASSES_19, CLASSES_43
 from bigearth_spark.archive.lists import OfficialLists, read_lists
@@ -198,7 +199,8 @@ class Ingest:
             )
         with step(self.spark, "nomenclature + official lists"):
             self._nomenclature(report)
-            metadata = self._lists(_list_folders(inputs, roots, list_dirs), report)
+            listed = {r.path: r.entries for r in roots}  # no second listing of a root
+            metadata = self._lists(_list_folders(inputs, roots, list_dirs), listed, report)
             self._metadata = self.spark.createDataFrame(
                 metadata, schema.PATCH_METADATA_SCHEMA
             ).cache()
@@ -261,11 +263,16 @@ class Ingest:
             small_tables.replace(table, rows)
             report.inserted[schema.NOMENCLATURE] = rows.num_rows
 
-    def _lists(self, folders: list[str], report: IngestReport) -> pa.Table:
+    def _lists(
+        self,
+        folders: list[str],
+        listed: dict[str, tuple[storage.Entry, ...]],
+        report: IngestReport,
+    ) -> pa.Table:
         """Write the official lists found in ``folders`` into ``patch_metadata`` (rows new or
         changed) and ``official_lists``; return the rows of ``patch_metadata`` after that. Small
         tables: read and written by the driver (pyarrow), one commit each at most."""
-        lists = read_lists(folders)
+        lists = read_lists(folders, listed)
         log.info("official lists: %s; rows %s", lists.sources or "none found", lists.summary())
         meta = small_tables.open_table(
             self.spark, self._path(schema.PATCH_METADATA), schema.PATCH_METADATA_SCHEMA

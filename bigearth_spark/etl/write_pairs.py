@@ -112,6 +112,7 @@ class PairsWriter:
         ``pairs`` from the decode tasks; return the files' Delta ``add`` actions, and the issues
         of the units that stored no side (no row of theirs is written)."""
         finish = self._finisher(False)
+        requests = decode.requests_in_flight(self.spark)
         writer = part_files.PartitionedFileWriter(
             self.path,
             schema.PAIRS_SCHEMA,
@@ -125,7 +126,7 @@ class PairsWriter:
             failed: list[dict] = []
 
             def stored() -> Iterator[dict]:
-                for rows, _, _ in decode.decoded_rows(batches, finish):
+                for rows, _, _ in decode.decoded_rows(batches, finish, requests):
                     for row in rows:
                         if row["stored_sides"]:
                             yield row

@@ -157,6 +157,10 @@ PAIRS_SCHEMA = T.StructType(
 )
 SIDES = {"s2": S2_BAND_FIELDS, "s1": S1_BAND_FIELDS, "reference_map": [REFERENCE_MAP_FIELD]}
 SIDE_PATH = {"s2": "s2_path", "s1": "s1_path", "reference_map": "reference_map_path"}
+# a unit's column of a side's file names where discovery listed them (object stores: see
+# bigearth_spark.key_ranges), NULL where the decoder lists the folder itself (local paths)
+SIDE_FILES = {side: f"{side}_files" for side in SIDE_PATH}
+S1_JSON = "s1_json"  # a unit's v1 S1 JSON content where discovery read it (object stores)
 
 LABELS_SCHEMA = T.StructType(
     [

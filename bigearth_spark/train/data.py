@@ -22,6 +22,7 @@ one rank got ten times the rows of another) and cannot read part of a row group.
 from __future__ import annotations
 
 import functools
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from bigearth_spark import storage
+from bigearth_spark import fetch, storage
 from bigearth_spark.archive.bands import BAND_STATS, MODALITIES, S1_BANDS, Band
 from bigearth_spark.archive.labels import NOMENCLATURES
 from bigearth_spark.archive.lists import SPLITS
@@ -42,6 +43,9 @@ from bigearth_spark.tables import delta_log
 from bigearth_spark.tables.schema import PAIRS
 from bigearth_spark.tables.write import table_path
 from bigearth_spark.train import buffers, device_decode, resample, shards
+
+READ_AHEAD = 2  # row groups read ahead per reader from object stores (~22 MB each of S1+S2)
+_OPENING = threading.Lock()  # a process opens each file once, read-ahead threads included
 
 
 class EmptySplitError(ValueError):
@@ -339,14 +343,26 @@ class PairsDataset(IterableDataset):
 
     def _tables(self, slices: list[shards.Slice]) -> Iterator[pa.Table]:
         """The slices' rows; a DataLoader worker reads on its own thread only (like torch, which
-        gives each worker one thread: N workers use N cores, not N × pyarrow's pool)."""
+        gives each worker one thread: N workers use N cores, not N × pyarrow's pool). Row groups
+        on object stores are read :data:`READ_AHEAD` ahead, to hide the requests' latency."""
         threads = get_worker_info() is None
-        for s in slices:
-            if s.group.path not in self._files:
-                self._files[s.group.path] = storage.parquet_file(s.group.path)
-            file = self._files[s.group.path]
+
+        def read(s: shards.Slice) -> pa.Table:
+            file = self._file(s.group.path)
             group = file.read_row_group(s.group.index, columns=self.columns, use_threads=threads)
-            yield group.slice(s.start, s.rows)
+            return group.slice(s.start, s.rows)
+
+        if all(storage.is_local(s.group.path) for s in slices):
+            yield from map(read, slices)  # memory-mapped: nothing to wait for
+        else:
+            yield from fetch.read_ahead(read, slices, READ_AHEAD)
+
+    def _file(self, path: str) -> pq.ParquetFile:
+        """The open file of ``path`` (opened once per process, also by read-ahead threads)."""
+        with _OPENING:
+            if path not in self._files:
+                self._files[path] = storage.parquet_file(path)
+            return self._files[path]
 
     def _batches(self, slices: list[shards.Slice], epoch: int, part: int) -> Iterator[Batch]:
         """Re-batch the slices' rows while still bytes; decode each batch once."""

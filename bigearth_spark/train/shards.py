@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 
-from bigearth_spark import storage
+from bigearth_spark import fetch, storage
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,16 @@ def _min(meta: pq.FileMetaData, group: int, column: int | None) -> str:
     return str(stats.min) if stats is not None and stats.has_min_max else ""
 
 
+def _footer(path: str) -> pq.FileMetaData:
+    return storage.parquet_file(path).metadata
+
+
 def row_groups(paths: list[str], key: str = "patch_id") -> list[RowGroup]:
     """The row groups of ``paths`` with their row counts and smallest ``key``, from the Parquet
     footers."""
     groups = []
-    for path in paths:
-        meta = storage.parquet_file(path).metadata
+    footers = fetch.pool(fetch.REQUESTS_IN_FLIGHT).map(_footer, paths)  # in flight together
+    for path, meta in zip(paths, footers, strict=True):
         names = [meta.schema.column(j).name for j in range(meta.num_columns)]
         column = names.index(key) if key in names else None
         groups += [

@@ -3,6 +3,8 @@ the classification of failures by cause."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 import pytest
 
 from bigearth_spark import retry
@@ -15,11 +17,11 @@ def flaky(failures: int, calls: list[str]):
     """A read_patch that fails ``failures`` times with an I/O error, then reads for real."""
     real = reader.read_patch
 
-    def read_patch(path, folder_type):
+    def read_patch(path, folder_type, *given):
         calls.append(folder_type)
         if len(calls) <= failures:
             raise reader.PatchError(reader.READ_ERROR, str(path), "OSError: [Errno 5] I/O error")
-        return real(path, folder_type)
+        return real(path, folder_type, *given)
 
     return read_patch
 
@@ -68,7 +70,7 @@ def test_a_unit_reads_only_the_sides_it_needs(need_s1):
 def failing(error: Exception, calls: list[str]):
     """A read_patch that always raises ``error``."""
 
-    def read_patch(path, folder_type):
+    def read_patch(path, folder_type, *given):
         calls.append(folder_type)
         raise error
 
@@ -115,3 +117,17 @@ def test_an_s1_patch_paired_without_its_json_waits_for_the_next_run():
     assert [(i["patch_id"], i["kind"], i["reason"]) for i in row["issues"]] == [
         (S1_ID, "s1", reader.READ_ERROR)
     ]
+
+
+def test_a_failed_read_fetched_ahead_is_read_again_directly(monkeypatch):
+    """The first attempt takes the reads fetched ahead; a retry reads the files itself."""
+    monkeypatch.setattr(retry.time, "sleep", lambda s: None)
+    folder = str(SAMPLES / S2_ID)
+    failed: Future[bytes] = Future()
+    failed.set_exception(OSError("SlowDown: Please reduce your request rate."))
+    fetched = {f"{folder}/{S2_ID}_B04.tif": failed}
+    names = {p.name for p in (SAMPLES / S2_ID).iterdir()}
+    record = decode.read_side("v1_s2", folder, decode.READ_ATTEMPTS, names, fetched)
+    assert record.patch_id == S2_ID and record.bands["B04"].shape == (120, 120)
+    with pytest.raises(reader.PatchError, match=r"read_error: .*_B04\.tif: OSError: SlowDown"):
+        decode.read_side("v1_s2", folder, 1, names, fetched)

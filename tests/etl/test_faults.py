@@ -23,8 +23,9 @@ from bigearth_spark.etl import discover
 from bigearth_spark.tables import delta_log, schema
 from bigearth_spark.tables.write import table_path
 from tests.conftest import REPO, VENV_BIN, run_cli
-from tests.storage.s3_proxy import faulty_s3, listing_of
-from tests.storage.test_s3 import s3, upload  # noqa: F401 (s3: fixture)
+from tests.storage.s3_proxy import flat_listing_of, object_read, s3_proxy
+from tests.storage.s3_server import upload
+from tests.storage.test_s3 import s3  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -139,36 +140,62 @@ def test_a_folder_that_cannot_be_listed_is_read_by_the_next_run(tmp_path: Path) 
     assert quarantine(lake) == set()
 
 
-def test_a_throttled_s3_listing_is_read_by_the_next_run(s3: str, tmp_path: Path) -> None:  # noqa: F811
-    """A patch folder whose S3 listing keeps answering 503 SlowDown during the first run (a
-    real S3 server behind a proxy) is a ``read_error``; the next run, unthrottled, stores it."""
+def test_a_throttled_s3_range_listing_is_read_by_the_next_run(s3: str, tmp_path: Path) -> None:  # noqa: F811
+    """The flat listing of a range of S2 folders keeps answering 503 SlowDown during the first
+    run (a real S3 server behind a proxy): each folder of the range is a ``read_error`` (none
+    missing silently); the next run, unthrottled, stores them all."""
     made = tmp_path / "archive"
     manifest = write_archive(made, "v1", 3, seed=6)
-    archive = f"{s3}/faults/archive"
+    archive = f"{s3}/faults/ranges"
     upload(made, archive)
-    throttled_id = manifest["s2_patches"][2]
-    folder = f"{archive}/{manifest['roots']['s2']}/{throttled_id}"
+    s2_root = f"{archive}/{manifest['roots']['s2']}"
     lake = str(tmp_path / "lake")
-    failing = listing_of(folder.removeprefix("s3a://") + "/")
-    with faulty_s3(os.environ["AWS_ENDPOINT_URL"], failing) as proxy:
-        endpoint = f"http://127.0.0.1:{proxy.server_port}"
-        out = ingest(archive, lake, env={"AWS_ENDPOINT_URL": endpoint})
+    with s3_proxy(os.environ["AWS_ENDPOINT_URL"], flat_listing_of(s2_root)) as proxy:
+        out = ingest(archive, lake, env={"AWS_ENDPOINT_URL": proxy.url})
     assert "readable patches" in out and proxy.failed > 0
-    stored = {p for p, r in pairs(lake).items() if r["s2_path"]}
-    assert stored == set(manifest["s2_patches"]) - {throttled_id}
-    partner = manifest["patches"][throttled_id]
+    s2, s1 = manifest["s2_patches"], [manifest["patches"][p] for p in manifest["s2_patches"]]
+    first = pairs(lake)  # the pairs keep their S1 side: their S2 side is read by the next run
+    assert set(first) == set(s2)
+    assert all(r["s2_path"] is None and r["s1_path"] for r in first.values())
     assert quarantine(lake) == {
-        (throttled_id, "s2", "read_error", folder),
-        (partner["s1"], "s1", "missing_s2_partner", f"{archive}/{partner['s1_dir']}"),
+        *[(p, "folder", "read_error", f"{s2_root}/{p}") for p in s2],
+        *[(p["s1"], "s1", "missing_s2_partner", f"{archive}/{p['s1_dir']}") for p in s1],
     }
-    message = next(m for m in quarantine_messages(lake) if m.startswith("read_error"))
-    assert message.startswith(f"read_error: {folder}: listing failed: OSError")
-    assert "SlowDown" in message or "SLOW_DOWN" in message
+    messages = [m for m in quarantine_messages(lake) if m.startswith("listing failed")]
+    assert len(messages) == len(s2) and all("SlowDown" in m for m in messages)
 
     ingest(archive, lake)
     second = pairs(lake)
-    assert {p for p, r in second.items() if r["s2_path"]} == set(manifest["s2_patches"])
-    assert all(r["s1_path"] for r in second.values())
+    assert set(second) == set(s2) and all(r["s1_path"] for r in second.values())
+    assert quarantine(lake) == set()
+
+
+def test_an_s3_object_that_fails_to_read_is_read_by_the_next_run(s3: str, tmp_path: Path) -> None:  # noqa: F811
+    """One band tif answers 503 SlowDown to every read of the first run: its side is a
+    ``read_error`` (the pair's other side is stored); the next run reads it and completes the
+    pair, bit for bit."""
+    made = tmp_path / "archive"
+    manifest = write_archive(made, "v1", 3, seed=7)
+    archive = f"{s3}/faults/objects"
+    upload(made, archive)
+    flaky_id = manifest["s2_patches"][1]
+    folder = f"{archive}/{manifest['roots']['s2']}/{flaky_id}"
+    bucket, key = storage.s3_location(f"{folder}/{flaky_id}_B8A.tif")
+    lake = str(tmp_path / "lake")
+    with s3_proxy(os.environ["AWS_ENDPOINT_URL"], object_read(f"{bucket}/{key}", 99)) as proxy:
+        ingest(archive, lake, env={"AWS_ENDPOINT_URL": proxy.url})
+    assert proxy.failed > 0
+    first = pairs(lake)
+    assert set(first) == set(manifest["s2_patches"])
+    assert first[flaky_id]["s2_path"] is None and first[flaky_id]["s1_path"] is not None
+    assert quarantine(lake) == {(flaky_id, "s2", "read_error", f"{folder}/{flaky_id}_B8A.tif")}
+
+    ingest(archive, lake)
+    second = pairs(lake)
+    assert second[flaky_id]["s2_path"] == folder
+    with rasterio.open(made / manifest["roots"]["s2"] / flaky_id / f"{flaky_id}_B02.tif") as src:
+        want = src.read(1)
+    assert np.array_equal(decode_band("B02", second[flaky_id]["B02"]), want)
     assert quarantine(lake) == set()
 
 
@@ -179,6 +206,7 @@ def test_a_tile_folder_that_cannot_be_listed_is_reported_not_fatal(tmp_path: Pat
     tile = tmp_path / "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP"
     tile.symlink_to(tile)
     [row] = discover._expand_entry(layout.Entry("v2_s2", str(tile), True))
-    folder_type, path, name, key, error = row
+    folder_type, path, name, key, error, files = row
+    assert files is None  # a local folder: listed by the decoder
     assert (folder_type, path, name, key) == (discover.UNLISTED, str(tile), tile.name, None)
     assert error.startswith("listing failed: OSError: [Errno 40] Too many levels of symbolic")

@@ -6,9 +6,6 @@ training and the evaluation job — with the same results as the local lake."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,78 +25,21 @@ from bigearth_spark.tables.log_store import (
     check_concurrent_writes,
 )
 from bigearth_spark.tables.write import table_path
-from tests.conftest import SAMPLES, VENV_BIN, needs_shared, run_cli
+from tests.conftest import SAMPLES, needs_shared, run_cli
 from tests.etl.test_cluster_modes import VOLATILE
+from tests.storage.s3_server import moto_server, upload
 from tests.train.test_horovod import horovodrun, on_spark
 
 BUCKET = "bigearth-tests"
 S2_ID = "S2A_MSIL2A_20170617T113321_36_85"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[str]:
     """A moto S3 server on localhost with one bucket; the environment names it (as a user's
     would) for this module and every process it starts. Yields the bucket's s3a:// URI."""
-    import boto3
-
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        yield f"s3a://{BUCKET}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def upload(folder: Path, uri: str) -> int:
-    """Copy ``folder`` to ``uri`` as objects (empty folders as ``key/`` markers, as S3 consoles
-    and tools make them); return the objects written."""
-    import boto3
-
-    client, bucket, prefix = boto3.client("s3"), *uri.removeprefix("s3a://").split("/", 1)
-    written = 0
-    for d, dirs, files in os.walk(folder):
-        rel = os.path.relpath(d, folder)
-        key = prefix if rel == "." else f"{prefix}/{rel}"
-        for f in files:
-            client.upload_file(os.path.join(d, f), bucket, f"{key}/{f}")
-        if not dirs and not files:
-            client.put_object(Bucket=bucket, Key=f"{key}/", Body=b"")
-        written += len(files) or int(not dirs)
-    return written
+    with moto_server(BUCKET) as bucket:
+        yield bucket
 
 
 def test_listing_and_reading_objects(s3: str, tmp_path: Path) -> None:
