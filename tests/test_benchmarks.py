@@ -155,3 +155,24 @@ def test_gpu_train_benchmark_runs_its_cpu_smoke_test(ingest_bench):
     assert float(runs["worker"]["bytes_to_device_per_sample"]) == 12 * 120**2 * 4 + 19 * 4
     last = stdout.rstrip().splitlines()[-1]
     assert last == f"reader_vs_synthetic={float(runs['device']['vs_synthetic']):.3f}"
+
+
+def test_object_store_benchmark_prints_its_figures(ingest_bench):
+    """At 20 pairs, one round: every figure, the three goals last; the ingest from the store
+    makes one GET per file (v1 pair: 13 + 3 files, the S1 JSON read once; no HEAD before a GET:
+    see test_object_store_ingest), listings amortised."""
+    out, _ = ingest_bench  # its archive
+    args = ("--pairs", str(PAIRS), "--rounds", "1", "--out", str(out))
+    stdout = run_cli("python", "-m", "benchmarks.object_store", *args).stdout
+    figures = printed(stdout)
+    assert_positive(figures, ["s3_vs_local", "latency_hiding_loader", "latency_hiding_ingest"])
+    medians = dict(re.findall(r"^(\w+@\w+) = ([0-9.,]+)$", stdout, re.MULTILINE))
+    archive = out / f"archive_v1_{PAIRS}"
+    lists = [p for p in archive.rglob("*") if p.is_file() and p.parent.name == "lists"]
+    gets = 16 + len(lists) / PAIRS  # and each official list file once
+    assert float(medians["get_per_pair@20ms"]) == float(medians["get_per_pair@0ms"])
+    assert float(medians["get_per_pair@0ms"]) == pytest.approx(gets, abs=0.005)
+    # + the driver's listings and probes of roots and list folders: ~20, whatever the size
+    assert gets < float(figures["requests_per_pair"]) <= gets + 30 / PAIRS
+    last = [line.split("=")[0] for line in stdout.rstrip().splitlines()[-3:]]
+    assert last == ["requests_per_pair", "latency_hiding_loader", "latency_hiding_ingest"]
