@@ -145,7 +145,7 @@ def s3_region() -> str | None:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
 
 
-S3_CONNECTIONS = 64  # boto3's connection pool per process: the most requests it keeps in flight
+S3_CONNECTIONS = 128  # boto3's connection pool per process: the most requests it keeps in flight
 
 
 @lru_cache(maxsize=8)

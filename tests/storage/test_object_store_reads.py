@@ -216,3 +216,11 @@ def test_the_decoder_fetches_the_next_units_files_ahead(proxied, in_flight: int)
         assert row["s2_path"] == unit["s2_path"] and row["s1_path"] == unit["s1_path"]
         for band in (*S2_BANDS, *S1_BANDS):
             assert row[band.name] == want[band.name], band.name  # the encoded band bytes
+
+
+def test_the_requests_in_flight_setting_is_checked() -> None:
+    assert fetch.in_flight(None) == fetch.REQUESTS_IN_FLIGHT == 32
+    assert fetch.in_flight("64") == 64 and fetch.in_flight(fetch.MAX_IN_FLIGHT) == 128
+    for bad in ("0", "129", -1):
+        with pytest.raises(ValueError, match=r"spark\.bigearth\.requestsInFlight is -?\d+"):
+            fetch.in_flight(bad)
