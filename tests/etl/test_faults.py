@@ -188,7 +188,13 @@ def test_an_s3_object_that_fails_to_read_is_read_by_the_next_run(s3: str, tmp_pa
     first = pairs(lake)
     assert set(first) == set(manifest["s2_patches"])
     assert first[flaky_id]["s2_path"] is None and first[flaky_id]["s1_path"] is not None
-    assert quarantine(lake) == {(flaky_id, "s2", "read_error", f"{folder}/{flaky_id}_B8A.tif")}
+    partner = manifest["patches"][flaky_id]
+    assert quarantine(lake) == {
+        (flaky_id, "s2", "read_error", folder),
+        (partner["s1"], "s1", "missing_s2_partner", f"{archive}/{partner['s1_dir']}"),
+    }
+    [message] = [m for m in quarantine_messages(lake) if m.startswith("read_error")]
+    assert f"{flaky_id}_B8A.tif: OSError" in message and "SlowDown" in message
 
     ingest(archive, lake)
     second = pairs(lake)
@@ -206,7 +212,7 @@ def test_a_tile_folder_that_cannot_be_listed_is_reported_not_fatal(tmp_path: Pat
     tile = tmp_path / "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP"
     tile.symlink_to(tile)
     [row] = discover._expand_entry(layout.Entry("v2_s2", str(tile), True))
-    folder_type, path, name, key, error, files = row
-    assert files is None  # a local folder: listed by the decoder
+    folder_type, path, name, key, error, files, json_bytes = row
+    assert files is None and json_bytes is None  # a local folder: listed by the decoder
     assert (folder_type, path, name, key) == (discover.UNLISTED, str(tile), tile.name, None)
     assert error.startswith("listing failed: OSError: [Errno 40] Too many levels of symbolic")
