@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from collections.abc import Iterable, Iterator
@@ -264,7 +265,8 @@ def main() -> None:
         ("worker_cpu_ratio", "worker_cpu_ms_per_sample"),
     ):
         worker, device = runs[f"one_worker_{figure}"], runs[f"device_{figure}"]
-        runs[ratio] = [d / w for d, w in zip(device, worker, strict=True)]
+        # a tiny lake's epoch may take less CPU than the clock's tick (10 ms): no ratio then
+        runs[ratio] = [d / w if w else math.nan for d, w in zip(device, worker, strict=True)]
     runs["ratio_vs_geotiff"] = [
         a / b for a, b in zip(one, runs["geotiff_samples_per_s"], strict=True)
     ]
