@@ -28,8 +28,9 @@ from bigearth_spark.spark import build_spark
 from bigearth_spark.tables.schema import METRICS, METRICS_SCHEMA, T
 from bigearth_spark.tables.write import table_path
 from bigearth_spark.train import checkpoint
-from bigearth_spark.train.data import DataSpec, PatchLoader, verify_epoch
+from bigearth_spark.train.data import DataSpec, PatchLoader
 from bigearth_spark.train.device_decode import default_decode
+from bigearth_spark.train.epoch_check import verify_epoch
 from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model, embed
 

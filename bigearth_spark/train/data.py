@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +42,7 @@ from bigearth_spark.tables import delta_log
 from bigearth_spark.tables.schema import PAIRS
 from bigearth_spark.tables.write import table_path
 from bigearth_spark.train import buffers, device_decode, resample, shards
+from bigearth_spark.train.epoch_check import DataLossError
 
 READ_AHEAD = 2  # row groups read ahead per reader from object stores (~22 MB each of S1+S2)
 _OPENING = threading.Lock()  # a process opens each file once, read-ahead threads included
@@ -50,10 +50,6 @@ _OPENING = threading.Lock()  # a process opens each file once, read-ahead thread
 
 class EmptySplitError(ValueError):
     """The pinned table version has no rows in the requested split."""
-
-
-class DataLossError(RuntimeError):
-    """An epoch did not deliver every row of the split exactly once."""
 
 
 @dataclass(frozen=True)
@@ -485,34 +481,3 @@ class PatchLoader:
             stats = BAND_STATS[self.spec.stats]
             self._decoders[device] = device_decode.Decoder(self.spec, stats, device)
         return self._decoders[device]
-
-
-def verify_epoch(
-    ids_per_rank: Sequence[Sequence[str]],
-    expected: int,
-    skipped_per_rank: Sequence[Sequence[str]] = (),
-) -> int:
-    """Check that the ranks together delivered every row of the split exactly once, each either
-    scored (``ids_per_rank``) or skipped for a missing S1 partner (``skipped_per_rank``); return
-    the number scored.
-
-    Raises :class:`DataLossError` on an id scored or skipped more than once, one both scored and
-    skipped, or a number of ids that differs from the Delta log's count of the split.
-    """
-    scored = Counter(i for ids in ids_per_rank for i in ids)
-    skipped = Counter(i for ids in skipped_per_rank for i in ids)
-    for what, counts in (("delivered", scored), ("skipped", skipped)):
-        repeated = sorted(i for i, n in counts.items() if n > 1)
-        if repeated:
-            raise DataLossError(
-                f"{len(repeated)} rows {what} more than once in an epoch: {repeated[:5]}"
-            )
-    both = sorted(scored.keys() & skipped.keys())
-    if both:
-        raise DataLossError(f"{len(both)} rows both delivered and skipped: {both[:5]}")
-    if len(scored) + len(skipped) != expected:
-        raise DataLossError(
-            f"epoch delivered {len(scored)} rows (+{len(skipped)} skipped without S1) but the "
-            f"split has {expected} rows in the pinned table version"
-        )
-    return len(scored)

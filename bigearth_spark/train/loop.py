@@ -32,8 +32,9 @@ from tqdm import tqdm
 from bigearth_spark.archive.labels import NOMENCLATURES
 from bigearth_spark.config import reject_unknown_keys
 from bigearth_spark.train import checkpoint
-from bigearth_spark.train.data import DataSpec, PatchLoader, verify_epoch
+from bigearth_spark.train.data import DataSpec, PatchLoader
 from bigearth_spark.train.device_decode import OnDevice, default_decode
+from bigearth_spark.train.epoch_check import verify_epoch
 from bigearth_spark.train.init import freeze_backbone, initialise, trainable
 from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model

@@ -16,14 +16,8 @@ import torch.nn.functional as F
 from bigearth_spark.archive.bands import BAND_STATS, MODALITIES
 from bigearth_spark.tables import delta_log, schema
 from bigearth_spark.tables.write import table_path
-from bigearth_spark.train.data import (
-    DataLossError,
-    DataSpec,
-    EmptySplitError,
-    PatchLoader,
-    augment,
-    verify_epoch,
-)
+from bigearth_spark.train.data import DataSpec, EmptySplitError, PatchLoader, augment
+from bigearth_spark.train.epoch_check import DataLossError, verify_epoch
 from bigearth_spark.train.shards import row_groups
 
 
