@@ -18,7 +18,12 @@ decodes them; here on this machine's CPU, ``PatchLoader.to_device("cpu")``) agai
 path, both with one worker: ``ipc_bytes_ratio``, the bytes per sample crossing processes (the
 shared-memory tensors of a batch: inputs or native blocks, targets, transform codes; the
 pickled rest, ids and slot numbers, is the same for both), and ``worker_cpu_ratio``, the worker
-process's CPU time per sample (user + system, read with psutil over the timed epochs).
+process's CPU time per sample (user + system, read with psutil over the timed epochs). Both
+ratios are printed for two lakes of the same archive: the default one (band columns zstd, what
+``--pairs`` names; ``*_zstd=``) and a lake for feeding GPUs, ingested with
+``spark.bigearth.bandCodec`` ``--feed-codec`` (default ``none``; ``ipc_bytes_ratio=``,
+``worker_cpu_ratio=``, its runs ``feed_*``). Reading zstd band bytes is most of a device-path
+worker's CPU, and the same work in both paths, so the lake's codec sets how far the ratio falls.
 
 How it measures (changed by issue 27, item 12): the reader used to read without augmentation
 (training augments) at batch 64 with prefetch 4, and the GeoTIFF baseline was one cold run that
@@ -55,21 +60,24 @@ import torch
 from benchmarks.ingest import OUT, archive
 from bigearth_spark import storage
 from bigearth_spark.archive.bands import BAND_STATS, Band
+from bigearth_spark.etl.write_pairs import BAND_CODEC_KEY, BAND_CODECS
 from bigearth_spark.train.buffers import Scratch
 from bigearth_spark.train.data import Batch, DataSpec, PatchLoader, augment, decode_bands
 from bigearth_spark.train.device_decode import feed
 from bigearth_spark.train.loop import TrainConfig, _spec
 
 
-def ensure_lake(pairs: int, out: Path) -> Path:
-    """The benchmark lake below ``out`` (made by benchmarks/ingest.py, or here)."""
-    lake = out / f"lake_{pairs}"
+def ensure_lake(pairs: int, out: Path, band_codec: str = "zstd") -> Path:
+    """The benchmark lake below ``out`` with band columns in ``band_codec`` (the default zstd
+    one made by benchmarks/ingest.py, or here)."""
+    lake = out / (f"lake_{pairs}" if band_codec == "zstd" else f"lake_{pairs}_bands_{band_codec}")
     if not (lake / "pairs" / "_delta_log").is_dir():
         from bigearth_spark.config import load_config
         from bigearth_spark.etl.ingest import Ingest
         from bigearth_spark.spark import build_spark
 
-        spark = build_spark("bench-loader", "local[*]", load_config("local").spark_conf)
+        conf = load_config("local").spark_conf | {BAND_CODEC_KEY: band_codec}
+        spark = build_spark("bench-loader", "local[*]", conf)
         Ingest(spark, str(lake)).run([str(archive(pairs, out))])
         spark.stop()
     return lake
@@ -235,18 +243,31 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2, help="timed epochs after the first")
     p.add_argument("--repeats", type=int, default=3, help="rounds after the untimed one")
     p.add_argument("--geotiff-samples", type=int, default=320)
+    p.add_argument(
+        "--feed-codec",
+        choices=[c for c in BAND_CODECS if c != "zstd"],
+        default="none",
+        help="band codec of the lake for feeding GPUs (ipc_bytes_ratio=, worker_cpu_ratio=)",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     lake = ensure_lake(args.pairs, args.out)
     spec = training_spec(lake, args.config, args.batch_size)
+    feed_spec = replace(spec, lake=str(ensure_lake(args.pairs, args.out, args.feed_codec)))
     files, targets = geotiff_samples(spec, archive(args.pairs, args.out), args.geotiff_samples)
     pyarrow_rate(spec, False)  # untimed: page cache, imports, GDAL
     geotiff_rate(spec, files, targets)
     runs: dict[str, list[float]] = {}
-    readers = (("one_worker", 1, "worker"), ("two_workers", 2, "worker"), ("device", 1, "device"))
+    readers = (
+        ("one_worker", spec, 1, "worker"),
+        ("two_workers", spec, 2, "worker"),
+        ("device", spec, 1, "device"),
+        ("feed_one_worker", feed_spec, 1, "worker"),
+        ("feed_device", feed_spec, 1, "device"),
+    )
     for _ in range(args.repeats):
-        for name, workers, decode in readers:
-            run = reader_run(replace(spec, decode=decode), workers, args.epochs)
+        for name, lake_spec, workers, decode in readers:
+            run = reader_run(replace(lake_spec, decode=decode), workers, args.epochs)
             n = run.samples
             runs.setdefault(f"{name}_samples_per_s", []).append(run.samples_per_s)
             runs.setdefault(f"{name}_first_epoch_s", []).append(run.first_epoch_s)
@@ -264,16 +285,21 @@ def main() -> None:
         ("ipc_bytes_ratio", "ipc_bytes_per_sample"),
         ("worker_cpu_ratio", "worker_cpu_ms_per_sample"),
     ):
-        worker, device = runs[f"one_worker_{figure}"], runs[f"device_{figure}"]
-        # a tiny lake's epoch may take less CPU than the clock's tick (10 ms): no ratio then
-        runs[ratio] = [d / w if w else math.nan for d, w in zip(device, worker, strict=True)]
+        for lake_ratio, runs_of in ((f"{ratio}_zstd", ""), (ratio, "feed_")):
+            worker = runs[f"{runs_of}one_worker_{figure}"]
+            device = runs[f"{runs_of}device_{figure}"]
+            # a tiny lake's epoch may take less CPU than the clock's tick (10 ms): no ratio then
+            runs[lake_ratio] = [
+                d / w if w else math.nan for d, w in zip(device, worker, strict=True)
+            ]
     runs["ratio_vs_geotiff"] = [
         a / b for a, b in zip(one, runs["geotiff_samples_per_s"], strict=True)
     ]
     print(
         f"{n} samples per epoch; {spec.modality}, batch {spec.batch_size}, {spec.resampling}, "
         f"stats {spec.stats}, augment {spec.augment}, prefetch {spec.prefetch}; medians of "
-        f"{args.repeats} rounds ({args.epochs} timed epochs each), {len(files)} GeoTIFF samples"
+        f"{args.repeats} rounds ({args.epochs} timed epochs each), {len(files)} GeoTIFF samples; "
+        f"feed_* and the unsuffixed ratios: the lake with band codec {args.feed_codec}"
     )
     print(f"shard_balance={shard_balance(spec, 4):.3f}")
     for name, values in runs.items():

@@ -105,14 +105,19 @@ def test_loader_benchmark_prints_its_ratios(ingest_bench):
         ],
     )
     # CPU times tick by 10 ms: a 20-pair epoch's worker may count 0 of them (no ratio then)
-    cpu_ratio = float(figures["worker_cpu_ratio"])
-    assert cpu_ratio >= 0 or math.isnan(cpu_ratio)
+    for lake in ("", "_zstd"):  # the lake with uncompressed bands, and the default lake
+        cpu_ratio = float(figures[f"worker_cpu_ratio{lake}"])
+        assert cpu_ratio >= 0 or math.isnan(cpu_ratio)
     # S1+S2 per sample: native blocks (uint16 4×120², 6×60², float32 2×120²) + targets + the
     # transform code, against float32 12×120² + targets
     native, decoded = 4 * 120**2 * 2 + 6 * 60**2 * 2 + 2 * 120**2 * 4 + 19 * 4 + 8, 691276
-    assert float(figures["device_ipc_bytes_per_sample"]) == native
-    assert float(figures["one_worker_ipc_bytes_per_sample"]) == decoded
-    assert float(figures["ipc_bytes_ratio"]) == pytest.approx(native / decoded, abs=5e-5)
+    for runs in ("", "feed_"):
+        assert float(figures[f"{runs}device_ipc_bytes_per_sample"]) == native
+        assert float(figures[f"{runs}one_worker_ipc_bytes_per_sample"]) == decoded
+    for lake in ("", "_zstd"):
+        ratio = float(figures[f"ipc_bytes_ratio{lake}"])
+        assert ratio == pytest.approx(native / decoded, abs=5e-5)
+    assert (out / f"lake_{PAIRS}_bands_none" / "pairs" / "_delta_log").is_dir()
     rows = train_rows(out)
     balance = math.ceil(rows / 4) / (rows / 4)
     assert float(figures["shard_balance"]) == pytest.approx(balance, abs=5e-4)

@@ -46,7 +46,7 @@ from bigearth_spark.archive import layout
 from bigearth_spark.archive.labels import CLASSES_19, CLASSES_43
 from bigearth_spark.archive.lists import OfficialLists, read_lists
 from bigearth_spark.config import normalize_lake
-from bigearth_spark.etl import derived, discover, plan, quarantine
+from bigearth_spark.etl import derived, discover, plan, quarantine, write_pairs
 from bigearth_spark.etl.steps import Background, step
 from bigearth_spark.etl.write_pairs import PairsWriter
 from bigearth_spark.tables import catalog, schema, small_tables, write
@@ -152,6 +152,7 @@ class Ingest:
 
     def run(self, inputs: list[str], list_dirs: list[str] | None = None) -> IngestReport:
         """Ingest the archive roots found at ``inputs``; return the report."""
+        write_pairs.band_codec(self.spark.conf.get(write_pairs.BAND_CODEC_KEY, None))  # checked
         roots = [r for i in inputs for r in layout.find_roots(i)]
         report = IngestReport(self.run_id, [f"{r.archive_type}:{r.path}" for r in roots])
         log.info("ingest %s: roots %s", self.run_id, report.roots)

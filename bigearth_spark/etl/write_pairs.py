@@ -44,6 +44,21 @@ SMALL_COLUMNS = [f.name for f in schema.PAIRS_SCHEMA if f.name not in ALL_BANDS]
 # 20,000-pair ingest's decode + write step took 38.6 s at level 1 against 50-54 s with those
 # bands at level 3 (benchmarks/compression.py prints the per-band table of both levels).
 ZSTD_LEVEL = 1
+# the Parquet codec of the band columns (every other column is zstd): zstd (the default: the
+# smallest lake) or, for a lake that feeds GPUs, lz4 or none. Reading zstd band bytes is most of
+# a training reader's CPU: ~0.19 ms of the ~0.23 ms per S1+S2 sample of the device decode path,
+# against ~0.03 ms with lz4 and ~0.01 ms with none, for 14 % more bytes on real patches
+# (``deploy/README.md``, section 5; benchmarks/loader.py prints both lakes).
+BAND_CODEC_KEY = "spark.bigearth.bandCodec"
+BAND_CODECS = ("zstd", "lz4", "none")
+
+
+def band_codec(value: str | None) -> str:
+    """A band-codec setting (``--conf`` :data:`BAND_CODEC_KEY`), checked; None: zstd."""
+    codec = (value or "zstd").lower()
+    if codec not in BAND_CODECS:
+        raise ValueError(f"{BAND_CODEC_KEY} is {value!r}: it must be one of {BAND_CODECS}")
+    return codec
 
 
 def finisher(
@@ -113,6 +128,7 @@ class PairsWriter:
         of the units that stored no side (no row of theirs is written)."""
         finish = self._finisher(False)
         requests = decode.requests_in_flight(self.spark)
+        codec = band_codec(self.spark.conf.get(BAND_CODEC_KEY, None))
         writer = part_files.PartitionedFileWriter(
             self.path,
             schema.PAIRS_SCHEMA,
@@ -120,6 +136,7 @@ class PairsWriter:
             dictionary=SMALL_COLUMNS,
             statistics=SMALL_COLUMNS,
             compression_level=ZSTD_LEVEL,
+            codecs=dict.fromkeys(ALL_BANDS, codec),
         )
 
         def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

@@ -49,6 +49,24 @@ def record_batch(
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def leaf_paths(schema: pa.Schema | pa.DataType, prefix: str = "") -> Iterator[str]:
+    """The Parquet column paths of ``schema``'s leaves, as pyarrow's per-column options name
+    them (``labels43.list.element``, ``issues.list.element.kind``)."""
+    fields = (
+        schema
+        if isinstance(schema, pa.Schema)
+        else [schema.field(i) for i in range(schema.num_fields)]
+    )
+    for f in fields:
+        path = f"{prefix}{f.name}"
+        if pa.types.is_list(f.type) or pa.types.is_large_list(f.type):
+            yield from leaf_paths(pa.struct([f.type.value_field]), f"{path}.list.")
+        elif pa.types.is_struct(f.type):
+            yield from leaf_paths(f.type, f"{path}.")
+        else:
+            yield path
+
+
 class _OpenFile:
     """One data file being written: a Parquet writer, the rows waiting for a row group and the
     statistics of the rows written."""
@@ -88,19 +106,24 @@ class PartitionedFileWriter:
         dictionary: list[str],
         statistics: list[str],
         compression_level: int = 3,
+        codecs: dict[str, str] | None = None,
     ) -> None:
         """``dictionary`` and ``statistics``: the columns that get Parquet dictionaries and
-        statistics; ``compression_level``: zstd's level for every column (3: parquet-mr's
-        default)."""
+        statistics; ``compression_level``: zstd's level (3: parquet-mr's default); ``codecs``:
+        the Parquet codec of some columns (``"zstd"``, ``"lz4"``, ``"none"``), zstd for the
+        others."""
         self.table_uri, self.partition = table_uri, partition
         stored = T.StructType([f for f in schema.fields if f.name != partition])
         nullable = T.StructType(
             [T.StructField(f.name, f.dataType, True, f.metadata) for f in stored]
         )
         self.schema = to_arrow_schema(nullable).with_metadata({SPARK_SCHEMA_KEY: nullable.json()})
+        codec = {
+            path: (codecs or {}).get(path.split(".")[0], "zstd") for path in leaf_paths(self.schema)
+        }
         self.options = {
-            "compression": "zstd",
-            "compression_level": compression_level,
+            "compression": codec,
+            "compression_level": {c: compression_level for c, z in codec.items() if z == "zstd"},
             "use_dictionary": dictionary,
             "write_statistics": statistics,
             "coerce_timestamps": "us",
