@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -34,10 +36,13 @@ def _config(args: argparse.Namespace) -> Config:
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic archive."""
     from bigearth_spark.archive.synth import write_archive
+    from bigearth_spark.archive.synth.pack import pack_archive
 
-    manifest = write_archive(
-        args.out, args.flavor, args.pairs, seed=args.seed, defects=args.defects
-    )
+    folders = Path(args.out) / ".folders" if args.pack else Path(args.out)
+    manifest = write_archive(folders, args.flavor, args.pairs, seed=args.seed, defects=args.defects)
+    if args.pack:  # the official downloads' form: tarballs, lists and metadata beside them
+        manifest = pack_archive(folders, Path(args.out), args.pack)
+        shutil.rmtree(folders)
     console.print(
         f"synthetic {args.flavor} archive with {args.pairs} pairs in {args.out}: "
         f"roots {manifest['roots']}"
@@ -186,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--defects", action="store_true", help="inject each kind of bad input")
+    s.add_argument(
+        "--pack",
+        choices=["tar", "tar.gz", "tar.zst"],
+        help="write the roots as tarballs with the official names (v1: tar.gz, v2: tar.zst)",
+    )
     s.set_defaults(func=cmd_synth)
 
     s = spark_command("ingest", "ingest archive roots into Delta tables")

@@ -287,9 +287,20 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     )
 
 
+def _in_tarball(uri: str) -> bool:
+    """True for the name of a member of a tarball (``T!/member``, :mod:`archive.tarball`)."""
+    from bigearth_spark.archive import tarball
+
+    return tarball.SEP in uri and tarball.split(uri) is not None
+
+
 def list_dir(uri: str) -> list[Entry]:
     """The entries of folder ``uri`` sorted by name. Raises ``FileNotFoundError`` when it does
     not exist (an object store: when no object lies below it)."""
+    if _in_tarball(uri):
+        from bigearth_spark.archive import tarball
+
+        return tarball.list_dir(uri)
     if is_local(uri):
         with os.scandir(local_path(uri)) as it:
             found = sorted((e.name, e.path, e.is_dir()) for e in it)
@@ -309,13 +320,17 @@ def list_dir(uri: str) -> list[Entry]:
 def list_names(uri: str) -> set[str]:
     """The names in folder ``uri`` (its entries' names only: one ``listdir`` for a local folder,
     read once per patch folder). Raises as :func:`list_dir`."""
-    if is_local(uri):
+    if is_local(uri) and not _in_tarball(uri):
         return set(os.listdir(local_path(uri)))
     return {e.name for e in list_dir(uri)}
 
 
 def read_bytes(uri: str) -> bytes:
     """The whole content of file ``uri`` in one read (an S3 object: one GET)."""
+    if _in_tarball(uri):
+        from bigearth_spark.archive import tarball
+
+        return tarball.read_bytes(uri)
     if is_local(uri):
         return _read_local(local_path(uri))
     if scheme(uri) in S3_SCHEMES:
@@ -355,6 +370,10 @@ def _read_local(path: str) -> bytes:
 
 def is_dir(uri: str) -> bool:
     """True when ``uri`` is a folder (an object store: a prefix with objects below it)."""
+    if _in_tarball(uri):
+        from bigearth_spark.archive import tarball
+
+        return tarball.is_dir(uri)
     if is_local(uri):
         return os.path.isdir(local_path(uri))
     fs, path = filesystem(uri)
@@ -363,6 +382,10 @@ def is_dir(uri: str) -> bool:
 
 def is_file(uri: str) -> bool:
     """True when ``uri`` is a file (an object)."""
+    if _in_tarball(uri):
+        from bigearth_spark.archive import tarball
+
+        return tarball.is_file(uri)
     if is_local(uri):
         return os.path.isfile(local_path(uri))
     fs, path = filesystem(uri)

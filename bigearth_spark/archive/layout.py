@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bigearth_spark import storage
-from bigearth_spark.archive import names
+from bigearth_spark.archive import names, tarball
 
 V1_S2, V1_S1, V2 = "v1_s2", "v1_s1", "v2"
 V2_S2_DIR, V2_S1_DIR, V2_REF_DIR = "BigEarthNet-S2", "BigEarthNet-S1", "Reference_Maps"
@@ -61,15 +61,31 @@ def detect_root(path: str | os.PathLike[str]) -> ArchiveRoot | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     top = {e.name: e.is_dir for e in entries}
-    if any(top.get(d) for d in V2_PARTS) or top.get(V2_METADATA) is False:
+    packed = {e.name.split(".tar")[0] for e in tarball.tarballs_in(list(entries))}
+    if any(top.get(d) or d in packed for d in V2_PARTS) or top.get(V2_METADATA) is False:
         return ArchiveRoot(V2, path, entries)
     archive_type = _sniff_flat(entries)
     return ArchiveRoot(archive_type, path, entries) if archive_type else None
 
 
+def tarball_roots(path: str) -> list[ArchiveRoot]:
+    """The archive roots inside tarball ``path`` (its top folders; indexed first, see
+    :mod:`bigearth_spark.archive.tarball`)."""
+    path = storage.normalize(path)
+    found = [
+        r for top in tarball.index(path).top if (r := detect_root(tarball.member_uri(path, top)))
+    ]
+    if not found:
+        raise NotAnArchiveError(f"tarball {path} holds no BigEarthNet archive root")
+    return found
+
+
 def find_roots(path: str | os.PathLike[str]) -> list[ArchiveRoot]:
-    """Archive roots at ``path`` (a path or URI): the folder itself, or else its sub-folders."""
+    """Archive roots at ``path`` (a path or URI): a tarball's, the folder itself, or else its
+    sub-folders' and its tarballs'."""
     path = os.fspath(path)
+    if tarball.is_tarball(path) and storage.is_file(path):
+        return tarball_roots(path)
     root = detect_root(path)
     if root:
         return [root]
@@ -77,6 +93,7 @@ def find_roots(path: str | os.PathLike[str]) -> list[ArchiveRoot]:
         raise NotAnArchiveError(f"input {path} does not exist or is not a folder")
     children = storage.list_dir(storage.normalize(path))
     found = [r for child in children if child.is_dir and (r := detect_root(child.path))]
+    found += [r for t in tarball.tarballs_in(children) for r in tarball_roots(t.path)]
     if not found:
         raise NotAnArchiveError(
             f"{path} is not a BigEarthNet archive root (v1 S2, v1 S1 or v2) and holds none"
@@ -106,13 +123,36 @@ def top_entries(root: ArchiveRoot) -> list[Entry]:
     detection listed them; a v2 root's parts listed here)."""
     listed = root.entries or tuple(storage.list_dir(root.path))
     if root.archive_type in (V1_S2, V1_S1):
-        return _entries(listed, root.archive_type, False)
+        return _entries(listed, root.archive_type, False) + _cut(root.path)
     entries: list[Entry] = []
-    parts = {e.name for e in listed if e.is_dir}
     for sub, folder_type in V2_PARTS.items():
-        if sub in parts:
-            entries += _entries(storage.list_dir(storage.join(root.path, sub)), folder_type, True)
+        part = v2_part(root, listed, sub)
+        if part is not None:
+            entries += _entries(storage.list_dir(part), folder_type, True) + _cut(part)
     return entries
+
+
+def _cut(folder: str) -> list[Entry]:
+    """The entry of the fault of the tarball that holds ``folder`` (none for a folder outside a
+    tarball or a tarball read to its end): its folder type is the reason (``truncated_tarball``,
+    ``corrupt_tarball``), its path the member where the tarball's data stopped."""
+    inside = tarball.split(folder)
+    cut = tarball.index(inside[0]).cut if inside else None
+    if cut is None:
+        return []
+    return [Entry(cut["reason"], tarball.member_uri(inside[0], cut["member"]), False)]
+
+
+def v2_part(root: ArchiveRoot, listed: Sequence[storage.Entry], sub: str) -> str | None:
+    """The folder of v2 part ``sub`` (``BigEarthNet-S2``...) below ``root``: a sub-folder, or
+    the folder of that name inside a tarball beside them (``BigEarthNet-S2.tar.zst``)."""
+    for e in listed:
+        if e.name == sub and e.is_dir:
+            return e.path
+    for e in tarball.tarballs_in(list(listed)):
+        if e.name.split(".tar")[0].split(".tgz")[0] == sub and sub in tarball.index(e.path).top:
+            return tarball.member_uri(e.path, sub)
+    return None
 
 
 def expand(entry: Entry) -> list[Entry]:

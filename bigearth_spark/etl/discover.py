@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from bigearth_spark import fetch, key_ranges, storage
-from bigearth_spark.archive import layout
+from bigearth_spark.archive import layout, tarball
 from bigearth_spark.archive.reader import READ_ERROR
 from bigearth_spark.etl.decode import requests_in_flight
 from bigearth_spark.retry import retried
@@ -43,6 +43,7 @@ SIDE_OF_FOLDER_TYPE = {
 STRAY_FILE, DUPLICATE = "stray_file", "duplicate_patch_id"
 UNLISTED = "unlisted_folder"  # folder type of a v2 tile folder whose listing failed
 DUPLICATE_PARTNER, MISSING_METADATA = "duplicate_partner", "missing_metadata"
+TARBALL_FAULTS = (tarball.TRUNCATED, tarball.CORRUPT)  # folder types of a tarball's fault
 ENTRY_SCHEMA = T.StructType(
     [
         T.StructField("folder_type", T.StringType(), False),
@@ -103,6 +104,11 @@ def _key(folder_type: str, name: str, partner: Callable[[], str | None]) -> str 
 def _expand_entry(entry: layout.Entry) -> list[tuple]:
     """Rows of :data:`FOLDER_SCHEMA` for one top entry; a folder whose listing keeps failing
     with an I/O error is one :data:`UNLISTED` row (listed again by the next run)."""
+    if entry.folder_type in TARBALL_FAULTS:
+        message = tarball.cut_message(entry.path)
+        return [
+            (entry.folder_type, entry.path, storage.basename(entry.path), None, message, None, None)
+        ]
     try:
         found = retried(lambda: layout.expand(entry))
     except OSError as e:
@@ -257,7 +263,7 @@ def discover(found: DataFrame, metadata: DataFrame) -> tuple[DataFrame, DataFram
     )
     is_v2_s1 = F.col("folder_type") == "v2_s1"
     patches = (
-        found.where(~F.col("folder_type").isin(STRAY_FILE, UNLISTED))
+        found.where(~F.col("folder_type").isin(STRAY_FILE, UNLISTED, *TARBALL_FAULTS))
         .join(v2_s1_keys, "folder_id", "left")
         .withColumn("key", F.coalesce("key", F.when(is_v2_s1, F.col("_meta_key"))))
         .withColumn("side", side)
@@ -270,6 +276,11 @@ def discover(found: DataFrame, metadata: DataFrame) -> tuple[DataFrame, DataFram
     )
     unlisted = found.where(F.col("folder_type") == UNLISTED).select(
         _issue("folder", READ_ERROR, F.col("error"), F.col("folder_id")).alias("issue")
+    )
+    faults = found.where(F.col("folder_type").isin(*TARBALL_FAULTS)).select(
+        issue(
+            F.lit(None).cast("string"), "file", F.col("path"), F.col("folder_type"), F.col("error")
+        ).alias("issue")
     )
     unpaired = patches.where(F.col("key").isNull()).select(
         _issue(
@@ -300,7 +311,7 @@ def discover(found: DataFrame, metadata: DataFrame) -> tuple[DataFrame, DataFram
         *[F.get(side, 0)["files"].alias(SIDE_FILES[side]) for side in SIDES],
         F.get("s1", 0)["json"].alias(S1_JSON),
     )
-    issues = strays.unionByName(unlisted).unionByName(unpaired)
+    issues = strays.unionByName(unlisted).unionByName(faults).unionByName(unpaired)
     for name in SIDES:
         extra = grouped.select(
             F.get(name, 0)["folder_id"].alias("_first"),

