@@ -47,13 +47,20 @@ log = logging.getLogger(__name__)
 TRUNCATED, CORRUPT = "truncated_tarball", "corrupt_tarball"  # quarantine reasons of a fault
 SEP = "!/"  # between a tarball and a member: T!/BigEarthNet-v1.0/S2A_.../S2A_..._B02.tif
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst")
-GZIP_SPACING = 4 << 20  # bytes of tar between two gzip seek points (each keeps a 32 KB window)
+# bytes of tar between two gzip seek points (each keeps a 32 KB window: the index is ~1 % of the
+# tar); the index pass inflates a span ahead, so a corrupt block also hides up to one span before it
+GZIP_SPACING = 4 << 20
 FRAME_SIZE = 4 << 20  # bytes of tar per zstd frame of a re-packed .tar.zst
 INDEX_VERSION = 1
+READ_SIZE = 1 << 20  # bytes of tar decompressed per read: what a fault in the stream can hide
 
 
 class NotATarballError(ValueError):
     """A file named as a tarball that is not one (or holds no top folder)."""
+
+
+class StorageReadError(OSError):
+    """A read of a tarball's own bytes failed (not its content): retried, never recorded."""
 
 
 class TarballCut(Exception):
@@ -150,12 +157,10 @@ class _Counted(io.RawIOBase):
     def readinto(self, b) -> int:
         try:
             data = self.stream.read(len(b))
-        except (zlib.error, EOFError, pa.ArrowInvalid) as e:
-            raise TarballCut(str(e)) from e
-        except OSError as e:
-            if "zstd" in str(e).lower() or "decompress" in str(e).lower():
-                raise TarballCut(str(e)) from e
-            raise
+        except StorageReadError:
+            raise  # the storage's: retried by the job, never a property of the data
+        except (OSError, zlib.error, EOFError, pa.ArrowInvalid) as e:
+            raise TarballCut(str(e)) from e  # the decompressor's: the data is cut or corrupt
         n = len(data)
         b[:n] = data
         self.pos += n
@@ -195,7 +200,7 @@ def _scan(tarball: str, stream: _Counted) -> tuple[dict[str, tuple[int, int]], d
     last: tarfile.TarInfo | None = None
     cut = None
     try:
-        with tarfile.open(fileobj=io.BufferedReader(stream, 1 << 20), mode="r|") as tar:
+        with tarfile.open(fileobj=io.BufferedReader(stream, READ_SIZE), mode="r|") as tar:
             for info in tar:  # the next header is read once the previous data was skipped
                 _add(members, last)
                 last = info
@@ -247,13 +252,15 @@ def build_index(tarball: str) -> TarIndex:
     ofs, opath = storage.filesystem(out_dir)
     if isinstance(ofs, pa.fs.LocalFileSystem):
         ofs.create_dir(opath, recursive=True)
-    raw = fs.open_input_stream(path, compression=None)
+    raw = _Seekable(fs.open_input_file(path))
     meta: dict = {"version": INDEX_VERSION, "kind": kind, **stamp}
     try:
         if kind == "gz":
             import indexed_gzip
 
-            gz = indexed_gzip.IndexedGzipFile(fileobj=raw, spacing=GZIP_SPACING)
+            gz = indexed_gzip.IndexedGzipFile(
+                fileobj=raw, spacing=GZIP_SPACING, buffer_size=READ_SIZE, readbuf_size=1 << 16
+            )
             try:
                 members, cut = _scan(tarball, _Counted(gz))
                 with ofs.open_output_stream(f"{opath}/gzip.idx", compression=None) as out:
@@ -289,7 +296,7 @@ def build_index(tarball: str) -> TarIndex:
         f"{opath}/index.json", compression=None
     ) as out:  # last: the index is complete
         out.write(json.dumps(meta).encode())
-    _loaded.cache_clear()
+    _clear()
     return _from(tarball, meta, table)
 
 
@@ -330,12 +337,23 @@ def index(tarball: str) -> TarIndex:
     return build_index(tarball)
 
 
+def revalidate() -> None:
+    """Forget the indexes (and readers) this process loaded whose tarball was indexed again
+    since (a re-download): a task calls it first, since Spark reuses its Python workers."""
+    if any(_read_meta(t) != meta for t, meta in list(_LOADED_META.items())):
+        _clear()
+
+
+_LOADED_META: dict[str, dict | None] = {}  # tarball → the index.json its loaded index came from
+
+
 @lru_cache(maxsize=16)
 def _loaded(tarball: str) -> TarIndex:
     """The stored index of ``tarball`` (once per process)."""
     meta = _read_meta(tarball)
     if meta is None:  # the driver indexes every tarball before any task reads one
         raise FileNotFoundError(f"{tarball} has no index beside it ({_index_dir(tarball)})")
+    _LOADED_META[tarball] = meta
     table = pq.read_table(
         pa.BufferReader(storage.read_bytes(f"{_index_dir(tarball)}/members.parquet"))
     )
@@ -352,7 +370,9 @@ class _Reader:
         if kind == "gz":
             import indexed_gzip
 
-            self.gz = indexed_gzip.IndexedGzipFile(fileobj=_Seekable(self.file))
+            self.gz = indexed_gzip.IndexedGzipFile(
+                fileobj=_Seekable(self.file), buffer_size=READ_SIZE
+            )
             idx = storage.read_bytes(f"{_index_dir(tarball)}/gzip.idx")
             self.gz.import_index(fileobj=io.BytesIO(idx))
         elif kind == "zst":
@@ -395,7 +415,8 @@ class _Reader:
 
 
 class _Seekable(io.RawIOBase):
-    """A pyarrow random-access file as a seekable Python file object."""
+    """A pyarrow random-access file as a seekable Python file object whose failed reads raise
+    :class:`StorageReadError` (a decompressor above it raises its own errors)."""
 
     def __init__(self, f) -> None:
         self.f = f
@@ -413,7 +434,10 @@ class _Seekable(io.RawIOBase):
         return self.f.tell()
 
     def readinto(self, b) -> int:
-        data = self.f.read(len(b))
+        try:
+            data = self.f.read(len(b))
+        except OSError as e:
+            raise StorageReadError(f"reading the tarball failed: {e}") from e
         b[: len(data)] = data
         return len(data)
 
@@ -470,6 +494,7 @@ def tarballs_in(entries: list[storage.Entry]) -> Iterator[storage.Entry]:
 def _clear() -> None:
     _loaded.cache_clear()
     _reader.cache_clear()
+    _LOADED_META.clear()
 
 
 os.register_at_fork(after_in_child=_clear)  # open files and locks do not survive a fork

@@ -18,7 +18,7 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from bigearth_spark import fetch, storage
-from bigearth_spark.archive import reader
+from bigearth_spark.archive import reader, tarball
 from bigearth_spark.archive.bands import encode_band
 from bigearth_spark.archive.names import BadNameError
 from bigearth_spark.retry import READ_ATTEMPTS, is_storage_error, retried
@@ -224,6 +224,7 @@ def decoded_rows(
     (fewer at a batch's end); ``finish(row, unit)`` completes each row in place (derived
     columns, run stamp). The listed files of the next units are fetched ahead, ``in_flight``
     requests at a time."""
+    tarball.revalidate()
     rows: list[dict] = []
     batch, start = None, 0
     units = fetch.ahead(_units(batches), lambda u: listed_files(u[2]), in_flight)

@@ -173,6 +173,7 @@ def _expand(in_flight: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.Da
     folders listed ``in_flight`` at a time."""
 
     def expand(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        tarball.revalidate()
         for frame in frames:
             rows = []
             ranged = frame[frame["range"].notna()]

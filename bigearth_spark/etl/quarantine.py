@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from bigearth_spark.archive import tarball
 from bigearth_spark.archive.reader import READ_ERROR
 from bigearth_spark.etl import discover, pairs
 from bigearth_spark.tables import schema
@@ -78,8 +79,10 @@ def desired_state(
     candidates = fresh
     if current is not None:
         # rows of this run's input are found again by its listing: a folder that could not be
-        # listed (read_error) is listed again by each run and reported only while it fails
-        relisted = (F.col("origin") == "input") & (F.col("reason") == READ_ERROR)
+        # listed (read_error) is listed again by each run and reported only while it fails; a
+        # tarball's fault only while the tarball is cut (a re-download is indexed again)
+        again = F.col("reason").isin(READ_ERROR, tarball.TRUNCATED, tarball.CORRUPT)
+        relisted = (F.col("origin") == "input") & again
         earlier = current.where(F.col("origin").isin("unit", "input") & ~relisted)
         kept = unresolved(earlier, pairs_df, metadata)
         candidates = kept.withColumn("_old", F.lit(0)).unionByName(fresh)
