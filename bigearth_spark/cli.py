@@ -200,7 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = spark_command("ingest", "ingest archive roots into Delta tables")
     s.add_argument(
-        "--input", action="append", required=True, help="archive root, path or URI (repeatable)"
+        "--input",
+        action="append",
+        required=True,
+        help="archive root, tarball (.tar, .tar.gz, .tar.zst) or folder of them; path or URI "
+        "(repeatable)",
     )
     s.add_argument(
         "--lists", action="append", default=[], help="folder (path or URI) with official lists"

@@ -198,7 +198,7 @@ def _top_rows(root: layout.ArchiveRoot) -> list[tuple]:
     """Rows of :data:`ENTRY_SCHEMA` for a root: its top entries, or on an object store, ranges
     of its folders (one tile folder each when nested) and its stray files."""
     entries = layout.top_entries(root)
-    if storage.is_local(root.path):
+    if storage.is_local(root.path) or tarball.split(root.path):  # a tarball's index lists
         return [(e.folder_type, e.path, e.nested, None) for e in entries]
     rows, grouped = [], {}
     for e in entries:

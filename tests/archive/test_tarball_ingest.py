@@ -172,3 +172,25 @@ def test_a_file_named_as_a_tarball_that_is_none_is_a_clear_error(tmp_path):
         tarball.NotATarballError, match=r"BigEarthNet-S2-v1\.0\.tar\.gz is not a tar"
     ):
         find_roots(str(fake))
+
+
+def test_tarballs_on_s3_ingest_as_the_local_ones(spark, v1_archive, v1_lake, v1_tarballs, tmp_path):
+    """The official tarballs in a bucket (the tests' S3 server), through plain spark-submit:
+    the folders' tables, paths naming the objects; the index is written beside them."""
+    from tests.conftest import run_cli
+    from tests.storage.s3_server import moto_server, upload
+
+    local = tmp_path / "download"
+    shutil.copytree(v1_tarballs, local, ignore=shutil.ignore_patterns("*.index"))
+    with moto_server("bigearth-tarballs") as bucket:
+        source, lake = f"{bucket}/download", str(tmp_path / "lake")
+        upload(local, source)
+        run_cli("spark-submit", "jobs/ingest.py", "--input", source, "--lake", lake)
+        from bigearth_spark import storage
+
+        assert storage.is_file(f"{source}/BigEarthNet-S2-v1.0.tar.gz.index/index.json")
+    root = v1_archive[0]
+    got = pairs_rows(spark, lake, member)
+    assert got == pairs_rows(spark, v1_lake[0], lambda p: folder_member(p, root))
+    paths = table(spark, lake, schema.PAIRS).select("s2_path").collect()
+    assert all(r["s2_path"].startswith(f"{source}/") for r in paths if r["s2_path"])
