@@ -183,3 +183,26 @@ def test_object_store_benchmark_prints_its_figures(ingest_bench):
     assert gets < float(figures["requests_per_pair"]) <= gets + 30 / PAIRS
     last = [line.split("=")[0] for line in stdout.rstrip().splitlines()[-3:]]
     assert last == ["requests_per_pair", "latency_hiding_loader", "latency_hiding_ingest"]
+
+
+def test_tarball_benchmark_prints_its_ratios(ingest_bench):
+    out, _ = ingest_bench  # its archive
+    args = ("--pairs", str(PAIRS), "--out", str(out), "--rounds", "1")
+    stdout = run_cli("python", "-m", "benchmarks.tarball", *args).stdout
+    figures = printed(stdout)
+    assert_positive(
+        figures,
+        [
+            "folders_pairs_per_s",
+            "tar_gz_pairs_per_s",
+            "tar_zst_pairs_per_s",
+            "extract_then_ingest_pairs_per_s",
+            "index_gz_mb_per_s",
+            "index_zst_mb_per_s",
+            "ratio_vs_folders_gz",
+            "ratio_vs_folders_zst",
+            "ratio_vs_extract_then_ingest",
+        ],
+    )
+    assert stdout.rstrip().splitlines()[-1].startswith("rss_vs_folders_gz=")
+    assert not (out / "extracted").exists()
