@@ -29,9 +29,11 @@ import io
 import json
 import logging
 import os
+import re
 import tarfile
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -47,11 +49,15 @@ log = logging.getLogger(__name__)
 TRUNCATED, CORRUPT = "truncated_tarball", "corrupt_tarball"  # quarantine reasons of a fault
 SEP = "!/"  # between a tarball and a member: T!/BigEarthNet-v1.0/S2A_.../S2A_..._B02.tif
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst")
+_PART = re.compile(r"(\.tar|\.tar\.gz|\.tgz|\.tar\.zst)([a-z]{2})$", re.IGNORECASE)  # split's
+_SUFFIX = re.compile(r"[a-z]{2}")  # a split part's suffix
 # bytes of tar between two gzip seek points (each keeps a 32 KB window: the index is ~1 % of the
 # tar); the index pass inflates a span ahead, so a corrupt block also hides up to one span before it
 GZIP_SPACING = 4 << 20
-FRAME_SIZE = 4 << 20  # bytes of tar per zstd frame of a re-packed .tar.zst
+FRAME_SIZE = 1 << 20  # bytes of tar per zstd frame of a re-packed .tar.zst (a random read: ~1 ms)
 INDEX_VERSION = 1
+MAX_SPAN = 8 << 20  # a folder spread wider in the tar is read member by member
+SPANS_KEPT = 64  # patch folders kept decompressed per tarball and process (~300 KB each)
 READ_SIZE = 1 << 20  # bytes of tar decompressed per read: what a fault in the stream can hide
 
 
@@ -68,8 +74,33 @@ class TarballCut(Exception):
 
 
 def is_tarball(path: str) -> bool:
-    """True when ``path``'s name ends as a tarball does (:data:`SUFFIXES`)."""
-    return path.lower().endswith(SUFFIXES)
+    """True when ``path``'s name ends as a tarball does (:data:`SUFFIXES`), or as the first of
+    its split parts (``BigEarthNet-S2.tar.gzaa``: ``split``'s names, one stream when
+    concatenated; the later parts are read with it)."""
+    if path.lower().endswith(SUFFIXES):
+        return True
+    part = _PART.search(path)
+    return part is not None and part.group(2).lower() == "aa"
+
+
+def _whole_name(tarball: str) -> str:
+    """The name of the tarball that split parts make (the name itself for one file)."""
+    part = _PART.search(tarball)
+    return tarball[: part.start(2)] if part else tarball
+
+
+def parts(tarball: str) -> list[str]:
+    """The files of ``tarball`` in stream order: itself, or its split parts (``…aa``, ``…ab``…
+    beside it)."""
+    if not _PART.search(tarball):
+        return [tarball]
+    whole = _whole_name(tarball)
+    folder, name = whole.rsplit("/", 1)
+    return sorted(
+        e.path
+        for e in storage.list_dir(folder)
+        if not e.is_dir and e.name[: len(name)] == name and _SUFFIX.fullmatch(e.name[len(name) :])
+    )
 
 
 def split(uri: str) -> tuple[str, str] | None:
@@ -94,6 +125,7 @@ class TarIndex:
     members: dict[str, tuple[int, int]]
     cut: dict | None = None  # {"member": ..., "reason": ..., "message": ..., "folders": n}
     folders: dict[str, dict[str, bool]] = field(default_factory=dict)  # path → {name: is_dir}
+    _spans: dict[str, tuple[int, int]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name, (_, size) in self.members.items():
@@ -105,6 +137,19 @@ class TarIndex:
             if size < 0:
                 self.folders.setdefault(name, {})
         self.folders.setdefault("", {})
+
+    def span(self, member: str) -> tuple[int, int]:
+        """(start, end) in the tar of the files of ``member``'s folder (contiguous in a tarball
+        written folder by folder; else the member alone)."""
+        if self._spans is None:
+            spans: dict[str, list[int]] = {}
+            for name, (offset, size) in self.members.items():
+                if size >= 0:
+                    span = spans.setdefault(name.rsplit("/", 1)[0], [offset, offset + size])
+                    span[0], span[1] = min(span[0], offset), max(span[1], offset + size)
+            self._spans = {k: (a, b) for k, (a, b) in spans.items() if b - a <= MAX_SPAN}
+        offset, size = self.members[member]
+        return self._spans.get(member.rsplit("/", 1)[0], (offset, offset + size))
 
     @property
     def top(self) -> list[str]:
@@ -124,7 +169,7 @@ class TarIndex:
 
 
 def _kind(tarball: str) -> str:
-    lower = tarball.lower()
+    lower = _whole_name(tarball).lower()
     if lower.endswith((".tar.gz", ".tgz")):
         return "gz"
     return "zst" if lower.endswith(".tar.zst") else "tar"
@@ -135,12 +180,60 @@ def _index_dir(tarball: str) -> str:
 
 
 def _stamp(tarball: str) -> dict:
-    """What identifies the tarball's bytes: size and modification time."""
-    fs, path = storage.filesystem(tarball)
-    info = fs.get_file_info(path)
-    if info.type != pa.fs.FileType.File:
-        raise FileNotFoundError(f"no such tarball: {tarball}")
-    return {"size": info.size, "mtime_ns": info.mtime_ns}
+    """What identifies the tarball's bytes: its files' sizes and modification times."""
+    sizes, times = [], []
+    for part in parts(tarball):
+        fs, path = storage.filesystem(part)
+        info = fs.get_file_info(path)
+        if info.type != pa.fs.FileType.File:
+            raise FileNotFoundError(f"no such tarball: {part}")
+        sizes.append(info.size)
+        times.append(info.mtime_ns)
+    return {"size": sizes, "mtime_ns": times}
+
+
+def _open(tarball: str):
+    """The tarball's bytes as one random-access file (its split parts concatenated)."""
+    files = []
+    for part in parts(tarball):
+        fs, path = storage.filesystem(part)
+        files.append(fs.open_input_file(path))
+    return files[0] if len(files) == 1 else _Concatenated(files)
+
+
+class _Concatenated:
+    """Random-access files read as one (pyarrow's ``read``/``seek``/``tell``/``read_at``, which
+    return bytes)."""
+
+    def __init__(self, files: list) -> None:
+        self.files, self.pos = files, 0
+        self.starts = [0]
+        for f in files:
+            self.starts.append(self.starts[-1] + f.size())
+
+    def size(self) -> int:
+        return self.starts[-1]
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset + (0, self.pos, self.size())[whence]
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int) -> bytes:
+        data = self.read_at(n, self.pos)
+        self.pos += len(data)
+        return data
+
+    def read_at(self, n: int, offset: int) -> bytes:
+        out, end = [], min(offset + n, self.size())
+        while offset < end:
+            i = bisect.bisect_right(self.starts, offset) - 1
+            take = min(end, self.starts[i + 1]) - offset
+            out.append(bytes(self.files[i].read_at(take, offset - self.starts[i])))
+            offset += take
+        return b"".join(out)
 
 
 class _Counted(io.RawIOBase):
@@ -247,12 +340,11 @@ def _without_cut_folder(members: dict[str, tuple[int, int]], cut: dict) -> int:
 def build_index(tarball: str) -> TarIndex:
     """Read ``tarball`` once, start to end, and write its index beside it (see the module)."""
     kind, stamp = _kind(tarball), _stamp(tarball)
-    fs, path = storage.filesystem(tarball)
     out_dir = _index_dir(tarball)
     ofs, opath = storage.filesystem(out_dir)
     if isinstance(ofs, pa.fs.LocalFileSystem):
         ofs.create_dir(opath, recursive=True)
-    raw = _Seekable(fs.open_input_file(path))
+    raw = _Seekable(_open(tarball))
     meta: dict = {"version": INDEX_VERSION, "kind": kind, **stamp}
     try:
         if kind == "gz":
@@ -365,8 +457,7 @@ class _Reader:
 
     def __init__(self, tarball: str, kind: str) -> None:
         self.tarball, self.kind, self.lock = tarball, kind, threading.Lock()
-        fs, path = storage.filesystem(tarball)
-        self.file = fs.open_input_file(path)
+        self.file = _open(tarball)
         if kind == "gz":
             import indexed_gzip
 
@@ -384,15 +475,31 @@ class _Reader:
             self.packed = ifs.open_input_file(ipath)
             self.codec = pa.Codec("zstd")
             self.cached: tuple[int, bytes] = (-1, b"")
+        self.spans: OrderedDict[int, bytes] = OrderedDict()  # span start → its bytes
 
-    def read(self, offset: int, size: int) -> bytes:
+    def read(self, offset: int, size: int, span: tuple[int, int]) -> bytes:
+        """``size`` bytes of tar at ``offset``, inside ``span`` (its patch folder's members):
+        a compressed tarball's span is decompressed once, kept while its other members are
+        read (:data:`SPANS_KEPT` spans, the newest), however the reading threads interleave."""
         if self.kind == "tar":
-            return self.file.read_at(size, offset).to_pybytes()
+            return bytes(self.file.read_at(size, offset))
+        start, end = span
         with self.lock:
-            if self.kind == "gz":
-                self.gz.seek(offset)
-                return self.gz.read(size)
-            return self._read_frames(offset, size)
+            data = self.spans.get(start)
+            if data is None:
+                data = self._decompressed(start, end - start)
+                self.spans[start] = data
+                while len(self.spans) > SPANS_KEPT:
+                    self.spans.popitem(last=False)
+            else:
+                self.spans.move_to_end(start)
+        return data[offset - start : offset - start + size]
+
+    def _decompressed(self, offset: int, size: int) -> bytes:
+        if self.kind == "gz":
+            self.gz.seek(offset)  # from the nearest seek point, or on from here if ahead
+            return self.gz.read(size)
+        return self._read_frames(offset, size)
 
     def _read_frames(self, offset: int, size: int) -> bytes:
         parts, end = [], offset + size
@@ -468,10 +575,11 @@ def is_file(uri: str) -> bool:
 def read_bytes(uri: str) -> bytes:
     """The content of the member ``T!/member``."""
     tarball, member = split(uri)
-    found = _loaded(tarball).members.get(member)
+    index = _loaded(tarball)
+    found = index.members.get(member)
     if found is None or found[1] < 0:
         raise FileNotFoundError(f"no such file in {tarball}: {member}")
-    return _reader(tarball).read(*found)
+    return _reader(tarball).read(*found, index.span(member))
 
 
 def cut_message(uri: str) -> str:
@@ -488,7 +596,7 @@ def cut_message(uri: str) -> str:
 
 def tarballs_in(entries: list[storage.Entry]) -> Iterator[storage.Entry]:
     """The tarballs among a folder's entries."""
-    return (e for e in entries if not e.is_dir and is_tarball(e.name))
+    return (e for e in entries if not e.is_dir and is_tarball(e.path))
 
 
 def _clear() -> None:

@@ -64,18 +64,18 @@ def v1_tarballs(v1_archive, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("flavor", ["v1", "v2"])
+@pytest.mark.parametrize(("flavor", "pack"), [("v1", "tar.gz"), ("v2", "tar.zst"), ("v1", "tar")])
 def test_tarballs_ingest_into_the_tables_of_their_folders(
-    spark, flavor, v1_archive, v1_lake, v2_archive, v2_lake, v1_tarballs, tmp_path
+    spark, flavor, pack, v1_archive, v1_lake, v2_archive, v2_lake, v1_tarballs, tmp_path
 ):
     """Same pairs (ids, splits, labels, band bytes), same quarantine (reasons, ids, the member
     paths), paths naming tarball and member; a second run reads no tarball again."""
     (root, _), (folder_lake, _) = (v1_archive, v1_lake) if flavor == "v1" else (v2_archive, v2_lake)
-    if flavor == "v1":
+    if pack == "tar.gz":
         source = v1_tarballs
     else:
         source = tmp_path / "download"
-        pack_archive(root, source, "tar.zst")
+        pack_archive(root, source, pack)
     lake = tmp_path / "lake"
     report = ingest(spark, source, lake)
     assert report.success
@@ -194,3 +194,31 @@ def test_tarballs_on_s3_ingest_as_the_local_ones(spark, v1_archive, v1_lake, v1_
     assert got == pairs_rows(spark, v1_lake[0], lambda p: folder_member(p, root))
     paths = table(spark, lake, schema.PAIRS).select("s2_path").collect()
     assert all(r["s2_path"].startswith(f"{source}/") for r in paths if r["s2_path"])
+
+
+def split_into_parts(tarball_file: Path, count: int) -> list[Path]:
+    """``tarball_file`` cut into ``count`` parts named as ``split`` names them (…aa, …ab…)."""
+    data = tarball_file.read_bytes()
+    step = -(-len(data) // count)
+    names = [tarball_file.with_name(tarball_file.name + "a" + chr(97 + i)) for i in range(count)]
+    for i, name in enumerate(names):
+        name.write_bytes(data[i * step : (i + 1) * step])
+    tarball_file.unlink()
+    return names
+
+
+def test_split_parts_read_as_one_stream(spark, v1_archive, v1_lake, v1_tarballs, tmp_path):
+    """Tarballs downloaded in parts (…tar.gzaa, …ab, …ac): a folder of them, or the first part
+    named alone, ingest as the whole tarballs."""
+    source = tmp_path / "download"
+    shutil.copytree(v1_tarballs, source, ignore=shutil.ignore_patterns("*.index"))
+    s2_parts = split_into_parts(source / "BigEarthNet-S2-v1.0.tar.gz", 3)
+    split_into_parts(source / "BigEarthNet-S1-v1.0.tar.gz", 2)
+    assert tarball.parts(str(s2_parts[0])) == [str(p) for p in s2_parts]
+    assert not tarball.is_tarball(str(s2_parts[1]))
+    roots = find_roots(str(s2_parts[0]))
+    assert [r.archive_type for r in roots] == ["v1_s2"]
+    lake = tmp_path / "lake"
+    assert ingest(spark, source, lake).success
+    want = pairs_rows(spark, v1_lake[0], lambda p: folder_member(p, v1_archive[0]))
+    assert pairs_rows(spark, str(lake), member) == want
