@@ -13,6 +13,11 @@ tensors) against, in the same process:
     consumer (the reader's consumer runs beside its worker, in the main process);
 and ``shard_balance``: the largest rank's rows ÷ the mean rows per rank at world size 4.
 
+The Petastorm reader (issue 30, ``reader: petastorm``) with one worker, the same decode and
+augmentation: ``petastorm_vs_default`` (its samples/s ÷ the default reader's with one worker)
+and ``petastorm_shard_balance`` (Petastorm's row-group shards at world size 4: the largest ÷ the
+mean).
+
 The device decode path (issue 28: workers hand over native band bytes, the training process
 decodes them; here on this machine's CPU, ``PatchLoader.to_device("cpu")``) against the worker
 path, both with one worker: ``ipc_bytes_ratio``, the bytes per sample crossing processes (the
@@ -65,6 +70,7 @@ from bigearth_spark.train.buffers import Scratch
 from bigearth_spark.train.data import Batch, DataSpec, PatchLoader, augment, decode_bands
 from bigearth_spark.train.device_decode import feed
 from bigearth_spark.train.loop import TrainConfig, _spec
+from bigearth_spark.train.petastorm_reader import row_group_shares
 
 
 def ensure_lake(pairs: int, out: Path, band_codec: str = "zstd") -> Path:
@@ -264,6 +270,7 @@ def main() -> None:
         ("device", spec, 1, "device"),
         ("feed_one_worker", feed_spec, 1, "worker"),
         ("feed_device", feed_spec, 1, "device"),
+        ("petastorm", replace(spec, reader="petastorm"), 1, "worker"),
     )
     for _ in range(args.repeats):
         for name, lake_spec, workers, decode in readers:
@@ -279,6 +286,9 @@ def main() -> None:
         runs.setdefault("pyarrow_threads_rows_per_s", []).append(pyarrow_rate(spec, True))
         runs.setdefault("geotiff_samples_per_s", []).append(geotiff_rate(spec, files, targets))
     one, two = runs["one_worker_samples_per_s"], runs["two_workers_samples_per_s"]
+    runs["petastorm_vs_default"] = [
+        a / b for a, b in zip(runs["petastorm_samples_per_s"], one, strict=True)
+    ]
     runs["ratio_vs_pyarrow"] = [a / b for a, b in zip(one, runs["pyarrow_rows_per_s"], strict=True)]
     runs["worker_scaling"] = [b / a for a, b in zip(one, two, strict=True)]
     for ratio, figure in (
@@ -302,6 +312,8 @@ def main() -> None:
         f"feed_* and the unsuffixed ratios: the lake with band codec {args.feed_codec}"
     )
     print(f"shard_balance={shard_balance(spec, 4):.3f}")
+    petastorm_shares = row_group_shares(spec, 4)
+    print(f"petastorm_shard_balance={max(petastorm_shares) / (sum(petastorm_shares) / 4):.3f}")
     for name, values in runs.items():
         exact = name.endswith("_bytes_per_sample")  # whole bytes, the same in every round
         print(f"{name}={statistics.median(values):{'.0f' if exact else '.4g'}}")

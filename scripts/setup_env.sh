@@ -26,12 +26,16 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade "pip>=24" "setuptools>=70" wheel
 echo "== python dependencies (torch, pyspark, delta-spark, rasterio, ...)"
 "${PIP[@]}" install --progress-bar off -q -e ".[dev]"
+# petastorm 0.13.1 declares setuptools<70, which it does not need (torch >= 2.9 wants >= 77):
+# installed without its declared dependencies; the ones it uses are in pyproject.toml
+echo "== petastorm 0.13.1"
+"${PIP[@]}" install --progress-bar off -q --no-deps "petastorm==0.13.1"
 echo "== horovod 0.28.1 (gloo, torch)"
 bash scripts/build_horovod.sh "$VENV"
 echo "== Delta jars and spark-defaults.conf"
 bash scripts/configure_spark.sh "$VENV"
 "$VENV/bin/python" - <<'PY'
-import horovod.torch as hvd, pyspark, delta, rasterio, torch, pyarrow
+import horovod.torch as hvd, pyspark, delta, rasterio, torch, pyarrow, petastorm
 print(f"stack ok: pyspark {pyspark.__version__}, pyarrow {pyarrow.__version__}, torch {torch.__version__}, "
       f"rasterio {rasterio.__version__}, gloo {hvd.gloo_built()}")
 PY

@@ -93,7 +93,9 @@ def find_roots(path: str | os.PathLike[str]) -> list[ArchiveRoot]:
         raise NotAnArchiveError(f"input {path} does not exist or is not a folder")
     children = storage.list_dir(storage.normalize(path))
     found = [r for child in children if child.is_dir and (r := detect_root(child.path))]
-    found += [r for t in tarball.tarballs_in(children) for r in tarball_roots(t.path)]
+    packed = [t.path for t in tarball.tarballs_in(children)]
+    tarball.index_all(packed)  # side by side, before their roots are read
+    found += [r for t in packed for r in tarball_roots(t)]
     if not found:
         raise NotAnArchiveError(
             f"{path} is not a BigEarthNet archive root (v1 S2, v1 S1 or v2) and holds none"
@@ -125,6 +127,7 @@ def top_entries(root: ArchiveRoot) -> list[Entry]:
     if root.archive_type in (V1_S2, V1_S1):
         return _entries(listed, root.archive_type, False) + _cut(root.path)
     entries: list[Entry] = []
+    tarball.index_all([t.path for t in tarball.tarballs_in(list(listed))])  # side by side
     for sub, folder_type in V2_PARTS.items():
         part = v2_part(root, listed, sub)
         if part is not None:

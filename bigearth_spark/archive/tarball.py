@@ -35,6 +35,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -437,6 +438,15 @@ def revalidate() -> None:
 
 
 _LOADED_META: dict[str, dict | None] = {}  # tarball → the index.json its loaded index came from
+
+
+def index_all(tarballs: list[str]) -> list[TarIndex]:
+    """:func:`index` of each of ``tarballs``, side by side (one thread each: a pass is one
+    decompression stream, which releases the GIL; S1 and S2 tarballs take two cores)."""
+    if len(tarballs) < 2:
+        return [index(t) for t in tarballs]
+    with ThreadPoolExecutor(len(tarballs), thread_name_prefix="bigearth-index") as pool:
+        return list(pool.map(index, tarballs))
 
 
 @lru_cache(maxsize=16)

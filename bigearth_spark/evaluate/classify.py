@@ -98,6 +98,7 @@ def split_loader(lake: str, ckpt: dict[str, Any], split: str, workers: int | Non
         cfg.get("workers", 2) if workers is None else workers,
         cfg.get("prefetch", 2),
         cfg.get("decode") or default_decode(cuda=False),
+        cfg.get("reader", "default"),
     )
     return PatchLoader(spec)
 

@@ -48,6 +48,9 @@ READ_AHEAD = 2  # row groups read ahead per reader from object stores (~22 MB ea
 _OPENING = threading.Lock()  # a process opens each file once, read-ahead threads included
 
 
+READERS = ("default", "petastorm")
+
+
 class EmptySplitError(ValueError):
     """The pinned table version has no rows in the requested split."""
 
@@ -69,6 +72,7 @@ class DataSpec:
     workers: int = 2  # DataLoader worker processes per rank (0: decode in the calling process)
     prefetch: int = 2  # batches each worker prepares ahead
     decode: str = "worker"  # worker | device: where bytes become normalised 10 m tensors
+    reader: str = "default"  # default | petastorm (train.petastorm_reader)
 
     @property
     def bands(self) -> tuple[Band, ...]:
@@ -90,6 +94,7 @@ class DataSpec:
             (self.resampling, resample.MODES),
             (self.stats, tuple(BAND_STATS)),
             (self.decode, device_decode.DECODES),
+            (self.reader, READERS),
         ):
             if value not in allowed:
                 raise ValueError(f"{value!r} is not one of {allowed}")
@@ -335,7 +340,11 @@ class PairsDataset(IterableDataset):
             pa.set_memory_pool(pa.mimalloc_memory_pool())
         part = self.rank * workers + worker
         epoch = self.epoch
-        yield from self._batches(self.slices(epoch, part, self.world_size * workers), epoch, part)
+        yield from self._batches(self._rows(epoch, part, self.world_size * workers), epoch, part)
+
+    def _rows(self, epoch: int, part: int, parts: int) -> Iterator[pa.Table]:
+        """The rows of reader ``part`` of ``parts`` in ``epoch`` (its row-group slices)."""
+        return self._tables(self.slices(epoch, part, parts))
 
     def _tables(self, slices: list[shards.Slice]) -> Iterator[pa.Table]:
         """The slices' rows; a DataLoader worker reads on its own thread only (like torch, which
@@ -360,8 +369,8 @@ class PairsDataset(IterableDataset):
                 self._files[path] = storage.parquet_file(path)
             return self._files[path]
 
-    def _batches(self, slices: list[shards.Slice], epoch: int, part: int) -> Iterator[Batch]:
-        """Re-batch the slices' rows while still bytes; decode each batch once."""
+    def _batches(self, tables: Iterator[pa.Table], epoch: int, part: int) -> Iterator[Batch]:
+        """Re-batch the tables' rows while still bytes; decode each batch once."""
         stats = BAND_STATS[self.spec.stats]
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 1009 + part)
         pending: list[pa.Table] = []
@@ -378,7 +387,7 @@ class PairsDataset(IterableDataset):
             skipped = []
             return batch
 
-        for table in self._tables(slices):
+        for table in tables:
             if self.spec.needs_s1 and table.column(S1_BANDS[0].name).null_count:
                 has_s1 = table.column(S1_BANDS[0].name).is_valid()
                 skipped += table.filter(pc.invert(has_s1)).column("patch_id").to_pylist()
@@ -433,7 +442,12 @@ class PatchLoader:
 
     def __init__(self, spec: DataSpec, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
         cuda = torch.cuda.is_available()
-        self.dataset = PairsDataset(spec, rank, world_size, seed, pinned=cuda)
+        if spec.reader == "petastorm":
+            from bigearth_spark.train.petastorm_reader import PetastormPairs
+
+            self.dataset: PairsDataset = PetastormPairs(spec, rank, world_size, seed, pinned=cuda)
+        else:
+            self.dataset = PairsDataset(spec, rank, world_size, seed, pinned=cuda)
         self.spec, self.version = spec, self.dataset.version
         self._decoders: dict[torch.device, device_decode.Decoder] = {}
         workers = spec.workers

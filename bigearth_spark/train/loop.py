@@ -68,6 +68,7 @@ class TrainConfig:
     prefetch: int = 2  # batches each worker prepares ahead
     decode: str | None = None  # worker | device; None: device when training on CUDA, else worker
     step_capture: str = "none"  # none | compile | cuda_graph (see step_forward)
+    reader: str = "default"  # default | petastorm (train.petastorm_reader)
     mlflow_uri: str = "./mlruns"
     experiment: str = "bigearth_spark"
 
@@ -94,6 +95,7 @@ def _spec(cfg: TrainConfig, split: str, version: int | None) -> DataSpec:
         cfg.workers,
         cfg.prefetch,
         cfg.decode or default_decode(torch.cuda.is_available()),
+        cfg.reader,
     )
 
 
