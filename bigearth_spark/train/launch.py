@@ -1,6 +1,8 @@
 """Command line of training: ``horovodrun -np N python jobs/train.py ...`` (one process per
-rank) or ``python jobs/train.py --launcher spark --num-proc N ...`` (Horovod on Spark: the
-ranks run as Spark barrier tasks on the executors)."""
+rank), ``python jobs/train.py --launcher spark --num-proc N ...`` (Horovod on Spark: the ranks
+run as Spark barrier tasks on the executors) or ``--launcher torch-distributor --num-proc N``
+(Spark's ``TorchDistributor``: torch DDP collectives, gloo on CPU and NCCL on GPU; the ranks run
+on the driver with a ``local[...]`` master, else as barrier tasks on the executors)."""
 
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags of ``jobs/train.py``: every :class:`TrainConfig` field plus the launcher."""
     p = argparse.ArgumentParser(prog="jobs/train.py", description=__doc__)
     p.add_argument("--config", help="YAML of TrainConfig fields (conf/train/*.yaml)")
-    p.add_argument("--launcher", choices=["horovodrun", "spark"], default="horovodrun")
-    p.add_argument("--num-proc", type=int, default=2, help="ranks for --launcher spark")
-    p.add_argument("--master", help="Spark master for --launcher spark (default local[N])")
+    p.add_argument(
+        "--launcher", choices=["horovodrun", "spark", "torch-distributor"], default="horovodrun"
+    )
+    p.add_argument("--num-proc", type=int, default=2, help="ranks of the Spark launchers")
+    p.add_argument("--master", help="Spark master of the Spark launchers (default local[N])")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool",):
@@ -52,6 +56,30 @@ def _train_on_spark(cfg: TrainConfig, num_proc: int, master: str | None) -> dict
     return results[0]
 
 
+def train_torch(cfg: TrainConfig) -> dict[str, Any]:
+    """One rank of a ``torch.distributed`` run (what TorchDistributor starts on each process)."""
+    from bigearth_spark.train.loop import train
+
+    return train(cfg, "torch")
+
+
+def _train_with_torch_distributor(
+    cfg: TrainConfig, num_proc: int, master: str | None
+) -> dict[str, Any]:
+    import torch
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    from bigearth_spark.spark import build_spark
+
+    spark = build_spark("bigearth-train", master or f"local[{num_proc}]")
+    local = master is None or master.startswith("local")
+    gpu = torch.cuda.is_available()
+    distributor = TorchDistributor(num_processes=num_proc, local_mode=local, use_gpu=gpu)
+    result = distributor.run(train_torch, cfg)
+    spark.stop()
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, train, print one JSON line of final validation metrics (rank 0)."""
     logging.basicConfig(
@@ -61,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from_args(args)
     if args.launcher == "spark":
         result = _train_on_spark(cfg, args.num_proc, args.master)
+    elif args.launcher == "torch-distributor":
+        result = _train_with_torch_distributor(cfg, args.num_proc, args.master)
     else:
         import horovod.torch as hvd
 

@@ -1,4 +1,5 @@
-"""The Horovod training loop (one process per rank: ``horovodrun`` or Horovod-on-Spark).
+"""The training loop, one process per rank: ``horovodrun``, Horovod on Spark, or
+``torch.distributed`` as Spark's ``TorchDistributor`` starts it (:mod:`.collectives`).
 
 DistributedOptimizer, broadcast of parameters and optimizer state, LR scaled by world size with
 linear warm-up, BCE-with-logits, AMP on GPU, exactly-once check of every epoch, a comparison of
@@ -23,7 +24,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import horovod.torch as hvd
 import numpy as np
 import torch
 import yaml
@@ -32,6 +32,7 @@ from tqdm import tqdm
 from bigearth_spark.archive.labels import NOMENCLATURES
 from bigearth_spark.config import reject_unknown_keys
 from bigearth_spark.train import checkpoint
+from bigearth_spark.train.collectives import Collectives, collectives
 from bigearth_spark.train.data import DataSpec, PatchLoader
 from bigearth_spark.train.device_decode import OnDevice, default_decode
 from bigearth_spark.train.epoch_check import verify_epoch
@@ -99,14 +100,20 @@ def _spec(cfg: TrainConfig, split: str, version: int | None) -> DataSpec:
     )
 
 
-def _gather_epoch(ids: list[str], loader: PatchLoader, skipped: list[str]) -> int:
+def _gather_epoch(
+    ids: list[str], loader: PatchLoader, skipped: list[str], comm: Collectives
+) -> tuple[int, int]:
     """Every rank's scored and skipped ids, verified to cover the split exactly once
-    (:func:`verify_epoch`); the number scored."""
-    per_rank = hvd.allgather_object((ids, skipped))
-    return verify_epoch([i for i, _ in per_rank], loader.rows_in_split, [s for _, s in per_rank])
+    (:func:`verify_epoch`); (the number scored, the largest rank's rows less the smallest's)."""
+    per_rank = comm.allgather_object((ids, skipped))
+    seen = verify_epoch([i for i, _ in per_rank], loader.rows_in_split, [s for _, s in per_rank])
+    shares = [len(i) + len(s) for i, s in per_rank]
+    return seen, max(shares) - min(shares)
 
 
-def evaluate(model: torch.nn.Module, loader: PatchLoader, device: torch.device) -> dict[str, Any]:
+def evaluate(
+    model: torch.nn.Module, loader: PatchLoader, device: torch.device, comm: Collectives
+) -> dict[str, Any]:
     """Scores of this rank's shard gathered over all ranks; multi-label metrics of the split.
     Also checks the split was read exactly once."""
     model.eval()
@@ -116,10 +123,10 @@ def evaluate(model: torch.nn.Module, loader: PatchLoader, device: torch.device) 
             ps.append(torch.sigmoid(model(batch.x).float()))
             ys.append(batch.y)
             ids += batch.ids
-    seen = _gather_epoch(ids, loader, skipped)
+    seen, _ = _gather_epoch(ids, loader, skipped, comm)
     k = len(NOMENCLATURES[loader.spec.nomenclature])
     y, p = (
-        np.concatenate(hvd.allgather_object(torch.cat(t).cpu().numpy() if t else np.zeros((0, k))))
+        np.concatenate(comm.allgather_object(torch.cat(t).cpu().numpy() if t else np.zeros((0, k))))
         for t in (ys, ps)
     )
     metrics = multilabel_metrics(y, p)
@@ -133,6 +140,7 @@ class _Run:
     """What one rank holds while it trains."""
 
     cfg: TrainConfig
+    comm: Collectives
     rank: int
     world: int
     device: torch.device
@@ -202,18 +210,17 @@ def _amp_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _start(cfg: TrainConfig) -> _Run:
-    """Join Horovod, resume from the last checkpoint if there is one, build the loaders of the
-    pinned table version, the model and the distributed optimizer, identical on every rank."""
-    hvd.init()
-    rank, world = hvd.rank(), hvd.size()
+def _start(cfg: TrainConfig, comm: Collectives) -> _Run:
+    """Resume from the last checkpoint if there is one, build the loaders of the pinned table
+    version, the model and the distributed optimizer, identical on every rank of ``comm``."""
+    rank, world = comm.rank, comm.size
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     cuda = torch.cuda.is_available()
     if cuda:
-        torch.cuda.set_device(hvd.local_rank())
+        torch.cuda.set_device(comm.local_rank)
     else:
-        torch.set_num_threads(cpu_threads(hvd.local_size()))
+        torch.set_num_threads(cpu_threads(comm.local_size))
     resumed = checkpoint.load(Path(cfg.out) / checkpoint.LATEST)
     state = resumed["state"] if resumed else checkpoint.TrainState()
     version = state.table_version if resumed else cfg.table_version
@@ -234,19 +241,20 @@ def _start(cfg: TrainConfig) -> _Run:
     # Wrap first: DistributedOptimizer builds a new optimizer from the param groups, so state
     # loaded into the inner one would be lost.
     params = trainable(model)
-    opt = hvd.DistributedOptimizer(
+    opt = comm.distributed_optimizer(
         torch.optim.Adam([p for _, p in params], lr=base_lr, weight_decay=cfg.weight_decay),
-        named_parameters=params,
+        params,
     )
     if resumed:
         model.load_state_dict(resumed["model"])
         opt.load_state_dict(resumed["optimizer"])
         checkpoint.set_rng_state(resumed["rng"])
-    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-    hvd.broadcast_optimizer_state(opt, root_rank=0)
+    comm.broadcast_tensors(model.state_dict(), root=0)
+    comm.broadcast_optimizer(opt, root=0)
     steps = max(1, train_loader.rows_in_split // (cfg.batch_size * world))
     return _Run(
         cfg,
+        comm,
         rank,
         world,
         device,
@@ -311,12 +319,12 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
         bar.set_postfix(loss=f"{mean_loss:.4f}")
     # Shards are equal (±1 row) but their last batches may differ in number: ranks that finish
     # early join, contributing zero gradients to the others' remaining steps.
-    hvd.join()
+    run.comm.join()
     fingerprints = torch.stack(prints).float().cpu().numpy() if prints else None
     agreement = _compare_and_align(run, steps, fingerprints)
-    seen = _gather_epoch(ids, run.train_loader, skipped)
-    loss = float(np.mean(hvd.allgather_object(mean_loss)))
-    return {"train_loss": loss, "train_rows": seen, **agreement}
+    seen, spread = _gather_epoch(ids, run.train_loader, skipped, run.comm)
+    loss = float(np.mean(run.comm.allgather_object(mean_loss)))
+    return {"train_loss": loss, "train_rows": seen, "rank_rows_spread": spread, **agreement}
 
 
 def _fingerprint(params: list[torch.Tensor]) -> torch.Tensor:
@@ -343,7 +351,7 @@ def _compare_and_align(run: _Run, steps: int, prints: np.ndarray | None) -> dict
     they are always broadcast from that rank (rank 0 when all stepped equally), so that every
     rank evaluates and checkpoints the same model.
     """
-    per_rank = hvd.allgather_object((steps, _checksum(run.model.named_parameters()), prints))
+    per_rank = run.comm.allgather_object((steps, _checksum(run.model.named_parameters()), prints))
     most = max(n for n, _, _ in per_rank)
     common = min(n for n, _, _ in per_rank)
     root = next(r for r, (n, _, _) in enumerate(per_rank) if n == most)
@@ -353,10 +361,10 @@ def _compare_and_align(run: _Run, steps: int, prints: np.ndarray | None) -> dict
     same_steps = common == 0 or all(np.array_equal(p[:common], ref[:common]) for *_, p in per_rank)
     agreed = same_final and same_steps
     if uneven:
-        hvd.broadcast_parameters(run.model.state_dict(), root_rank=root)  # and the buffers
-        hvd.broadcast_optimizer_state(run.opt, root_rank=root)
+        run.comm.broadcast_tensors(run.model.state_dict(), root=root)  # and the buffers
+        run.comm.broadcast_optimizer(run.opt, root=root)
     elif buffers := dict(run.model.named_buffers()):
-        hvd.broadcast_parameters(buffers, root_rank=root)
+        run.comm.broadcast_tensors(buffers, root=root)
     return {"ranks_agreed": float(agreed), "weights_broadcast": float(uneven)}
 
 
@@ -391,19 +399,23 @@ def _result(run: _Run, metrics: dict[str, Any]) -> dict[str, Any]:
         "epochs_weights_broadcast": int(sum(h["weights_broadcast"] for h in history)),
         "weights_sha256": _checksum(run.model.state_dict().items()),
         "train_loss": [h["train_loss"] for h in history],
+        # the largest rank's share of an epoch less the smallest's, over the epochs
+        "rank_rows_spread": max((h.get("rank_rows_spread", 0) for h in history), default=0),
     }
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) training; return the final validation metrics and the table version.
-    Stops early after ``patience`` epochs without a validation macro-AP gain."""
-    run = _start(cfg)
+def train(cfg: TrainConfig, launcher: str = "horovod") -> dict[str, Any]:
+    """Run (or resume) training on this rank of ``launcher``'s ranks (``horovod``: horovodrun
+    or Horovod on Spark; ``torch``: torch.distributed, as torchrun and TorchDistributor start
+    it); return the final validation metrics and the table version. Stops early after
+    ``patience`` epochs without a validation macro-AP gain."""
+    run = _start(cfg, collectives(launcher))
     state = run.state
     tracker = _Tracker(cfg, state.table_version, run.world) if run.rank == 0 else None
     metrics: dict[str, Any] = {}
     for epoch in range(state.epoch, cfg.epochs):
         summary = _train_epoch(run, epoch)
-        metrics = evaluate(run.model, run.val_loader, run.device)
+        metrics = evaluate(run.model, run.val_loader, run.device, run.comm)
         state.epoch = epoch + 1
         improved = metrics["macro_ap"] > state.best_metric
         state.best_metric = max(state.best_metric, metrics["macro_ap"])
@@ -415,7 +427,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 log.info("early stop: no macro-AP gain for %d epochs", cfg.patience)
             break
     if not metrics:  # resumed a finished run: report its validation metrics again
-        metrics = evaluate(run.model, run.val_loader, run.device)
+        metrics = evaluate(run.model, run.val_loader, run.device, run.comm)
     result = _result(run, metrics)
     if tracker:
         tracker.finish(Path(cfg.out), result)

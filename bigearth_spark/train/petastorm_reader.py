@@ -35,6 +35,8 @@ from bigearth_spark.train.data import DataSpec, PairsDataset, split_files
 # warnings say nothing a user can act on (the pinned pyarrow 14 still has that API)
 for _category in (DeprecationWarning, FutureWarning):
     warnings.filterwarnings("ignore", category=_category, module=r"petastorm(\.|$)")
+# nor the note that its schema leaves out pairs' nested ``issues`` column, which it never reads
+warnings.filterwarnings("ignore", message=r"\[ARROW-1644\]", module=r"petastorm(\.|$)")
 
 
 def file_url(path: str) -> str:
@@ -89,10 +91,13 @@ class PetastormPairs(PairsDataset):
             seed=self.seed * 1_000_003 + epoch,
             num_epochs=1,
         )
-        with reader:
+        try:
             for batch in reader:
                 columns = [pa.array(list(getattr(batch, f.name)), f.type) for f in schema]
                 yield pa.table(columns, schema=schema)
+        finally:  # the context manager would also print a line from its (null) cache's cleanup
+            reader.stop()
+            reader.join()
 
     def _schema(self) -> pa.Schema:
         """The read columns' Arrow types (from the first file's footer)."""

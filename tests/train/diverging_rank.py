@@ -11,8 +11,8 @@ from bigearth_spark.train import launch, loop
 _start = loop._start
 
 
-def _start_with_a_diverging_rank(cfg: loop.TrainConfig) -> loop._Run:
-    run = _start(cfg)
+def _start_with_a_diverging_rank(cfg: loop.TrainConfig, comm) -> loop._Run:
+    run = _start(cfg, comm)
     if run.rank == 1:
         synchronize = run.opt.synchronize
 

@@ -16,6 +16,7 @@ from bigearth_spark.tables.write import table_path
 from bigearth_spark.train import checkpoint
 from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model
+from bigearth_spark.train.shards import row_groups
 from tests.conftest import VENV_BIN, copy_lake, run_cli
 
 pytestmark = pytest.mark.slow
@@ -209,24 +210,32 @@ def on_spark(lake: str, out: Path, epochs: int, *extra: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_horovod_on_spark_launcher(trained, tmp_path):
-    lake, _, _, first, _ = trained
-    result = on_spark(lake, tmp_path / "run", 2)
-    # the same training as horovodrun's of 2 epochs with the same flags, bit for bit
-    for key in ("table_version", "weights_sha256", "train_loss", "macro_ap"):
-        assert result[key] == first[key], key
-    assert result["world_size"] == 2 and result["ranks_identical_weights"]
-    assert result["epochs_weights_broadcast"] == first["epochs_weights_broadcast"] == 2
-    assert result["epochs"] == 2 and len(result["train_loss"]) == 2
+def torch_distributor(lake: str, out: Path, epochs: int, *extra: str) -> dict:
+    """``jobs/train.py --launcher torch-distributor`` with 2 ranks (torch DDP's gloo on the
+    driver, Spark's local mode); its result."""
+    return on_spark(lake, out, epochs, "--launcher", "torch-distributor", *extra)
 
 
-def test_petastorm_reader_trains_under_horovodrun(trained, tmp_path):
-    """``--reader petastorm`` under ``horovodrun -np 2``: every epoch's exactly-once check
-    passes (the run would stop with DataLossError), the ranks agree; the shares differ from the
-    default reader's (Petastorm deals whole row groups), so do the weights."""
+@pytest.mark.parametrize("reader", ["default", "petastorm"])
+def test_every_launcher_and_reader_keeps_the_contract(trained, tmp_path, reader):
+    """Both readers under horovodrun, Horovod on Spark and TorchDistributor, 2 ranks on CPU:
+    each epoch read every row of the split exactly once (the run checks it and would stop with
+    DataLossError), the ranks' weights agreed, their shares differ by at most one row (default)
+    or one row group (Petastorm); the same seed gives the same weights bit for bit under every
+    launcher, torch's all-reduce included (two ranks: a sum of two terms has one order)."""
     lake, _, _, first, _ = trained
-    result = horovodrun(lake, tmp_path / "run", 2, "--reader", "petastorm")
-    assert result["world_size"] == 2 and result["ranks_identical_weights"]
-    assert result["epochs"] == 2 and len(result["train_loss"]) == 2
-    assert result["table_version"] == first["table_version"]
-    assert result["weights_sha256"] != first["weights_sha256"]
+    extra = ("--reader", reader)
+    results = {
+        "horovodrun": first if reader == "default" else horovodrun(lake, tmp_path / "h", 2, *extra),
+        "horovod-on-spark": on_spark(lake, tmp_path / "s", 2, *extra),
+        "torch-distributor": torch_distributor(lake, tmp_path / "t", 2, *extra),
+    }
+    pairs = delta_log.snapshot(table_path(lake, schema.PAIRS))
+    group = max(g.rows for g in row_groups([f.path for f in pairs.where(split="train")]))
+    for name, result in results.items():
+        assert result["world_size"] == 2 and result["ranks_identical_weights"], name
+        assert result["epochs"] == 2 and len(result["train_loss"]) == 2, name
+        assert result["table_version"] == pairs.version, name
+        assert result["rank_rows_spread"] <= (1 if reader == "default" else group), name
+    assert len({r["weights_sha256"] for r in results.values()}) == 1
+    assert len({tuple(r["train_loss"]) for r in results.values()}) == 1
