@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bigearth_spark.archive import tarball
+from bigearth_spark.archive import tarball, tarball_files, tarball_scan
 from bigearth_spark.archive.layout import find_roots
 from bigearth_spark.archive.synth.pack import pack_archive
 from bigearth_spark.etl.ingest import Ingest
@@ -145,7 +145,7 @@ def test_corrupt_block_stops_only_that_stream(spark, v1_lake, v1_tarballs, tmp_p
     """A corrupt block in the S1 tarball: its fault quarantined, S1 sides stored up to it, the
     S2 stream whole. (Seek points every MiB: the index pass inflates a span ahead, and this
     tarball holds ~6 MiB of tar.)"""
-    monkeypatch.setattr(tarball, "GZIP_SPACING", 1 << 20)
+    monkeypatch.setattr(tarball_scan, "GZIP_SPACING", 1 << 20)
     source = tmp_path / "download"
     shutil.copytree(v1_tarballs, source, ignore=shutil.ignore_patterns("*.index"))
     s1 = source / "BigEarthNet-S1-v1.0.tar.gz"
@@ -214,7 +214,7 @@ def test_split_parts_read_as_one_stream(spark, v1_archive, v1_lake, v1_tarballs,
     shutil.copytree(v1_tarballs, source, ignore=shutil.ignore_patterns("*.index"))
     s2_parts = split_into_parts(source / "BigEarthNet-S2-v1.0.tar.gz", 3)
     split_into_parts(source / "BigEarthNet-S1-v1.0.tar.gz", 2)
-    assert tarball.parts(str(s2_parts[0])) == [str(p) for p in s2_parts]
+    assert tarball_files.parts(str(s2_parts[0])) == [str(p) for p in s2_parts]
     assert not tarball.is_tarball(str(s2_parts[1]))
     roots = find_roots(str(s2_parts[0]))
     assert [r.archive_type for r in roots] == ["v1_s2"]

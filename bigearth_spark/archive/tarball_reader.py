@@ -1,0 +1,88 @@
+"""Random access to the members of an indexed tarball: a ranged read of a ``.tar``; for a
+compressed one, the span of a member's patch folder decompressed once (from the nearest gzip
+seek point, or from the re-packed zstd frames) and kept while its other members are read."""
+
+from __future__ import annotations
+
+import bisect
+import io
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import pyarrow as pa
+
+from bigearth_spark import storage
+from bigearth_spark.archive.tarball_files import Seekable, open_tarball
+from bigearth_spark.archive.tarball_scan import READ_SIZE
+
+SPANS_KEPT = 64  # patch folders kept decompressed per tarball and process (~300 KB each)
+
+
+class Reader:
+    """Random access to the tar inside one tarball (thread-safe; one per process)."""
+
+    def __init__(self, tarball: str, kind: str, index_dir: str, frames: list) -> None:
+        """``index_dir``: where the index pass wrote; ``frames``: its zstd frames."""
+        self.tarball, self.kind, self.lock = tarball, kind, threading.Lock()
+        self.file = open_tarball(tarball)
+        if kind == "gz":
+            import indexed_gzip
+
+            self.gz = indexed_gzip.IndexedGzipFile(
+                fileobj=Seekable(self.file), buffer_size=READ_SIZE
+            )
+            idx = storage.read_bytes(f"{index_dir}/gzip.idx")
+            self.gz.import_index(fileobj=io.BytesIO(idx))
+        elif kind == "zst":
+            frames = np.array(frames or [], dtype=np.int64).reshape(-1, 3)
+            self.frames = frames
+            self.starts = np.concatenate([[0], np.cumsum(frames[:, 2])]).tolist()
+            ifs, ipath = storage.filesystem(f"{index_dir}/frames.zst")
+            self.packed = ifs.open_input_file(ipath)
+            self.codec = pa.Codec("zstd")
+            self.cached: tuple[int, bytes] = (-1, b"")
+        self.spans: OrderedDict[int, bytes] = OrderedDict()  # span start → its bytes
+
+    def read(self, offset: int, size: int, span: tuple[int, int]) -> bytes:
+        """``size`` bytes of tar at ``offset``, inside ``span`` (its patch folder's members):
+        a compressed tarball's span is decompressed once, kept while its other members are
+        read (:data:`SPANS_KEPT` spans, the newest), however the reading threads interleave."""
+        if self.kind == "tar":
+            return bytes(self.file.read_at(size, offset))
+        start, end = span
+        with self.lock:
+            data = self.spans.get(start)
+            if data is None:
+                data = self._decompressed(start, end - start)
+                self.spans[start] = data
+                while len(self.spans) > SPANS_KEPT:
+                    self.spans.popitem(last=False)
+            else:
+                self.spans.move_to_end(start)
+        return data[offset - start : offset - start + size]
+
+    def _decompressed(self, offset: int, size: int) -> bytes:
+        if self.kind == "gz":
+            self.gz.seek(offset)  # from the nearest seek point, or on from here if ahead
+            return self.gz.read(size)
+        return self._read_frames(offset, size)
+
+    def _read_frames(self, offset: int, size: int) -> bytes:
+        parts, end = [], offset + size
+        frame = bisect.bisect_right(self.starts, offset) - 1
+        while offset < end:
+            data = self._frame(frame)
+            start = self.starts[frame]
+            take = data[offset - start : end - start]
+            parts.append(take)
+            offset += len(take)
+            frame += 1
+        return b"".join(parts)
+
+    def _frame(self, frame: int) -> bytes:
+        if self.cached[0] != frame:
+            at, packed, size = (int(v) for v in self.frames[frame])
+            data = self.packed.read_at(packed, at)
+            self.cached = (frame, self.codec.decompress(data, size, asbytes=True))
+        return self.cached[1]
