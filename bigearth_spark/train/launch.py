@@ -11,7 +11,8 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
 from bigearth_spark.train.loop import TrainConfig
@@ -56,6 +57,18 @@ def _train_on_spark(cfg: TrainConfig, num_proc: int, master: str | None) -> dict
     return results[0]
 
 
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its local paths made absolute: ranks started on executors run in the
+    executors' working folders, not the driver's."""
+    from bigearth_spark import storage
+
+    mlflow = cfg.mlflow_uri
+    if "://" not in mlflow and not mlflow.startswith("file:"):
+        mlflow = str(Path(mlflow).resolve())
+    out = cfg.out if storage.is_uri(cfg.out) else str(Path(cfg.out).resolve())
+    return replace(cfg, lake=storage.normalize(cfg.lake), out=out, mlflow_uri=mlflow)
+
+
 def train_torch(cfg: TrainConfig) -> dict[str, Any]:
     """One rank of a ``torch.distributed`` run (what TorchDistributor starts on each process)."""
     from bigearth_spark.train.loop import train
@@ -72,7 +85,7 @@ def _train_with_torch_distributor(
     from bigearth_spark.spark import build_spark
 
     spark = build_spark("bigearth-train", master or f"local[{num_proc}]")
-    local = master is None or master.startswith("local")
+    local = master is None or master == "local" or master.startswith("local[")  # not local-cluster
     gpu = torch.cuda.is_available()
     distributor = TorchDistributor(num_processes=num_proc, local_mode=local, use_gpu=gpu)
     result = distributor.run(train_torch, cfg)
@@ -88,9 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     if args.launcher == "spark":
-        result = _train_on_spark(cfg, args.num_proc, args.master)
+        result = _train_on_spark(absolute_paths(cfg), args.num_proc, args.master)
     elif args.launcher == "torch-distributor":
-        result = _train_with_torch_distributor(cfg, args.num_proc, args.master)
+        result = _train_with_torch_distributor(absolute_paths(cfg), args.num_proc, args.master)
     else:
         import horovod.torch as hvd
 

@@ -4,6 +4,7 @@ evaluation job with the metrics table and the report."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from bigearth_spark.train import checkpoint
 from bigearth_spark.train.metrics import multilabel_metrics
 from bigearth_spark.train.models import build_model
 from bigearth_spark.train.shards import row_groups
-from tests.conftest import VENV_BIN, copy_lake, run_cli
+from tests.conftest import REPO, VENV_BIN, copy_lake, run_cli
 
 pytestmark = pytest.mark.slow
 # Batches of 4: the 19 training rows make 3 steps on each rank in epochs 1 and 2 and 3 and 4 in
@@ -239,3 +240,36 @@ def test_every_launcher_and_reader_keeps_the_contract(trained, tmp_path, reader)
         assert result["rank_rows_spread"] <= (1 if reader == "default" else group), name
     assert len({r["weights_sha256"] for r in results.values()}) == 1
     assert len({tuple(r["train_loss"]) for r in results.values()}) == 1
+
+
+def test_torch_distributor_runs_ranks_as_barrier_tasks_on_the_executors(trained, tmp_path):
+    """With a cluster master (``local-cluster``: two executor processes) TorchDistributor runs
+    the ranks on the executors, in their own working folders: the lake and the output given
+    relative to the driver's folder are made absolute first."""
+    lake, _, _, first, _ = trained
+    relative = os.path.relpath(lake, REPO)
+    out = os.path.relpath(tmp_path / "run", REPO)
+    proc = run_cli(
+        "python",
+        "jobs/train.py",
+        "--launcher",
+        "torch-distributor",
+        "--num-proc",
+        "2",
+        "--master",
+        "local-cluster[2,1,1024]",
+        "--lake",
+        relative,
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--mlflow-uri",
+        os.path.relpath(tmp_path / "mlruns", REPO),
+        *ARGS,
+    )
+    assert "Started distributed training with 2 executor processes" in proc.stderr + proc.stdout
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["world_size"] == 2 and result["ranks_identical_weights"]
+    assert result["table_version"] == first["table_version"] and result["epochs"] == 1
+    assert (tmp_path / "run" / checkpoint.LATEST).is_file()
