@@ -172,6 +172,21 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
 PASS_THROUGH = {"train": cmd_train, "evaluate": cmd_evaluate}
 
 
+def _synth_arguments(s: argparse.ArgumentParser) -> None:
+    """The flags of ``synth``."""
+    s.add_argument("--flavor", choices=["v1", "v2"], default="v1")
+    s.add_argument("--pairs", type=int, default=100)
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--defects", action="store_true", help="inject each kind of bad input")
+    s.add_argument(
+        "--pack",
+        choices=["tar", "tar.gz", "tar.zst"],
+        help="write the roots as tarballs with the official names (v1: tar.gz, v2: tar.zst)",
+    )
+    s.set_defaults(func=cmd_synth)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``bigearth-spark``."""
     p = argparse.ArgumentParser(prog="bigearth-spark", description=__doc__)
@@ -185,18 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--lake", help="lake root URI")
         return s
 
-    s = sub.add_parser("synth", help="write a synthetic archive in the exact formats")
-    s.add_argument("--flavor", choices=["v1", "v2"], default="v1")
-    s.add_argument("--pairs", type=int, default=100)
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--defects", action="store_true", help="inject each kind of bad input")
-    s.add_argument(
-        "--pack",
-        choices=["tar", "tar.gz", "tar.zst"],
-        help="write the roots as tarballs with the official names (v1: tar.gz, v2: tar.zst)",
-    )
-    s.set_defaults(func=cmd_synth)
+    _synth_arguments(sub.add_parser("synth", help="write a synthetic archive in the exact formats"))
 
     s = spark_command("ingest", "ingest archive roots into Delta tables")
     s.add_argument(
