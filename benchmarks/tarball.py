@@ -7,7 +7,10 @@ The tarballs are those of ``benchmarks/ingest.py``'s synthetic v1 archive, packe
 official downloads (``synth.pack``: ``BigEarthNet-S2-v1.0.tar.gz`` and ``…-S1-…``, then the same
 as ``.tar.zst``). A tarball run indexes its tarballs first (one sequential pass each, inside the
 timed job, as a first ingest does: the index is deleted before every round); ``index_mb_per_s``
-is that pass's rate, measured apart in this process (tar bytes per second, both tarballs).
+is that pass's rate, measured apart in this process (tar bytes per second, the tarballs one
+after another). ``index_gz_seek_points_mb_per_s`` is the rate of the index pass the first
+version made of the same tar.gz files: ``indexed_gzip``'s seek points every 4 MiB of tar, with
+the same member scan and no re-pack (the two gzip index builds, measured side by side).
 
 Output: ``name=value`` lines; ``ratio_vs_folders_gz=`` (tar.gz ingest's pairs/s ÷ the folder
 ingest's), ``ratio_vs_folders_zst=``, ``ratio_vs_extract_then_ingest=`` (the tar.gz ingest ÷
@@ -18,6 +21,7 @@ process tree and ``rss_vs_folders_gz=`` last.
 from __future__ import annotations
 
 import argparse
+import io
 import shutil
 import statistics
 import subprocess
@@ -25,8 +29,9 @@ import time
 from pathlib import Path
 
 from benchmarks.ingest import BIN, OUT, archive, run_measured, warm
-from bigearth_spark.archive import tarball
+from bigearth_spark.archive import tarball, tarball_scan
 from bigearth_spark.archive.synth.pack import pack_archive
+from bigearth_spark.archive.tarball_files import Seekable, open_tarball
 
 
 def packed(pairs: int, out: Path, pack: str) -> Path:
@@ -74,6 +79,24 @@ def index_rate(source: Path) -> float:
     return size / 1e6 / (time.perf_counter() - start)
 
 
+def seek_points_index_rate(source: Path) -> float:
+    """MB of tar per second of an ``indexed_gzip`` seek-point index (4 MiB apart) built with the
+    same member scan over ``source``'s tar.gz files (kept in memory, not written)."""
+    import indexed_gzip
+
+    start = time.perf_counter()
+    size = 0
+    for t in sorted(source.glob("*.tar.gz")):
+        raw = Seekable(open_tarball(str(t)))
+        with indexed_gzip.IndexedGzipFile(
+            fileobj=raw, spacing=4 << 20, buffer_size=1 << 20, readbuf_size=1 << 16
+        ) as gz:
+            members, _ = tarball_scan.scan(str(t), tarball_scan.Counted(gz, raw))
+            gz.export_index(fileobj=io.BytesIO())
+        size += sum(n for _, n in members.values() if n > 0)
+    return size / 1e6 / (time.perf_counter() - start)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--pairs", type=int, default=20000)
@@ -98,6 +121,7 @@ def main() -> None:
             note(name, *ingest(source, lake))
         note("extract_then_ingest", *extract_then_ingest(gz, work, lake))
         runs.setdefault("index_gz_mb_per_s", []).append(index_rate(gz))
+        runs.setdefault("index_gz_seek_points_mb_per_s", []).append(seek_points_index_rate(gz))
         runs.setdefault("index_zst_mb_per_s", []).append(index_rate(zst))
     shutil.rmtree(work, ignore_errors=True)
 

@@ -120,6 +120,17 @@ def v2_lake(spark, v2_archive, tmp_path_factory):
     return _ingest(spark, v2_archive[0], tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def v1_tarballs(v1_archive, tmp_path_factory) -> Path:
+    """The v1 archive as its official downloads: ``BigEarthNet-S2-v1.0.tar.gz``, ``…-S1-…``
+    and the lists (read only: a test that changes them works on a copy)."""
+    from bigearth_spark.archive.synth.pack import pack_archive
+
+    out = tmp_path_factory.mktemp("v1_tar") / "download"
+    pack_archive(v1_archive[0], out, "tar.gz")
+    return out
+
+
 def copy_lake(lake: str, dest: Path) -> str:
     """A copy of ``lake`` at ``dest`` for a test that writes: a Delta table's log names its files
     relative to the table, so the copy is a lake of its own."""

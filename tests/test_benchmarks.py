@@ -198,6 +198,7 @@ def test_tarball_benchmark_prints_its_ratios(ingest_bench):
             "tar_zst_pairs_per_s",
             "extract_then_ingest_pairs_per_s",
             "index_gz_mb_per_s",
+            "index_gz_seek_points_mb_per_s",
             "index_zst_mb_per_s",
             "ratio_vs_folders_gz",
             "ratio_vs_folders_zst",

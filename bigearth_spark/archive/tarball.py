@@ -10,11 +10,11 @@ beside it, in ``T.index/``: the member table (name, offset in the uncompressed t
 what random access (:mod:`.tarball_reader`) needs:
 
 * ``.tar``: nothing more, a member is a ranged read of the file;
-* ``.tar.gz``/``.tgz``: the seek points of the gzip stream (``indexed_gzip``, every
-  ``GZIP_SPACING`` bytes of tar): a member is decompressed from the nearest point before it;
-* ``.tar.zst``: the official files are one zstd frame, which cannot be entered in the middle:
-  the pass re-packs the tar into independent frames of ``FRAME_SIZE`` bytes in
-  ``T.index/frames.zst``, and a member is decompressed from the frames that hold it.
+* ``.tar.gz``/``.tgz`` and ``.tar.zst``: a gzip stream can only be entered at a seek point with
+  the 32 KB window before it, and the official ``.tar.zst`` files are one zstd frame, which
+  cannot be entered in the middle at all: the pass (``rapidgzip`` on every core for gzip, one
+  zstd stream for zstd) re-packs the tar into independent zstd frames of ``FRAME_SIZE`` bytes
+  in ``T.index/frames.zst``, and a member is decompressed from the frames that hold it.
 
 Split parts (``…tar.gzaa``, ``…ab``) are one stream (:mod:`.tarball_files`).
 

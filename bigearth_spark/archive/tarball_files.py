@@ -105,10 +105,16 @@ class Concatenated:
 
 class Seekable(io.RawIOBase):
     """A pyarrow random-access file as a seekable Python file object whose failed reads raise
-    :class:`StorageReadError` (a decompressor above it raises its own errors)."""
+    :class:`StorageReadError`, kept in :attr:`failure` (a decompressor above it may report it
+    as an error of its own)."""
 
     def __init__(self, f) -> None:
         self.f = f
+        self.failure: StorageReadError | None = None
+
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return self.f.size()
 
     def readable(self) -> bool:
         return True
@@ -126,20 +132,7 @@ class Seekable(io.RawIOBase):
         try:
             data = self.f.read(len(b))
         except OSError as e:
-            raise StorageReadError(f"reading the tarball failed: {e}") from e
+            self.failure = StorageReadError(f"reading the tarball failed: {e}")
+            raise self.failure from e
         b[: len(data)] = data
         return len(data)
-
-
-class Writable(io.RawIOBase):
-    """A pyarrow output stream as the Python file object ``indexed_gzip`` writes to."""
-
-    def __init__(self, out) -> None:
-        self.out = out
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:
-        self.out.write(bytes(b))
-        return len(b)

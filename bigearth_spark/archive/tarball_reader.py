@@ -1,11 +1,10 @@
 """Random access to the members of an indexed tarball: a ranged read of a ``.tar``; for a
-compressed one, the span of a member's patch folder decompressed once (from the nearest gzip
-seek point, or from the re-packed zstd frames) and kept while its other members are read."""
+compressed one, the span of a member's patch folder decompressed once from the zstd frames the
+index pass re-packed, and kept while its other members are read."""
 
 from __future__ import annotations
 
 import bisect
-import io
 import threading
 from collections import OrderedDict
 
@@ -13,8 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from bigearth_spark import storage
-from bigearth_spark.archive.tarball_files import Seekable, open_tarball
-from bigearth_spark.archive.tarball_scan import READ_SIZE
+from bigearth_spark.archive.tarball_files import open_tarball
 
 SPANS_KEPT = 64  # patch folders kept decompressed per tarball and process (~300 KB each)
 
@@ -25,16 +23,9 @@ class Reader:
     def __init__(self, tarball: str, kind: str, index_dir: str, frames: list) -> None:
         """``index_dir``: where the index pass wrote; ``frames``: its zstd frames."""
         self.tarball, self.kind, self.lock = tarball, kind, threading.Lock()
-        self.file = open_tarball(tarball)
-        if kind == "gz":
-            import indexed_gzip
-
-            self.gz = indexed_gzip.IndexedGzipFile(
-                fileobj=Seekable(self.file), buffer_size=READ_SIZE
-            )
-            idx = storage.read_bytes(f"{index_dir}/gzip.idx")
-            self.gz.import_index(fileobj=io.BytesIO(idx))
-        elif kind == "zst":
+        if kind == "tar":
+            self.file = open_tarball(tarball)
+        else:
             frames = np.array(frames or [], dtype=np.int64).reshape(-1, 3)
             self.frames = frames
             self.starts = np.concatenate([[0], np.cumsum(frames[:, 2])]).tolist()
@@ -54,19 +45,13 @@ class Reader:
         with self.lock:
             data = self.spans.get(start)
             if data is None:
-                data = self._decompressed(start, end - start)
+                data = self._read_frames(start, end - start)
                 self.spans[start] = data
                 while len(self.spans) > SPANS_KEPT:
                     self.spans.popitem(last=False)
             else:
                 self.spans.move_to_end(start)
         return data[offset - start : offset - start + size]
-
-    def _decompressed(self, offset: int, size: int) -> bytes:
-        if self.kind == "gz":
-            self.gz.seek(offset)  # from the nearest seek point, or on from here if ahead
-            return self.gz.read(size)
-        return self._read_frames(offset, size)
 
     def _read_frames(self, offset: int, size: int) -> bytes:
         parts, end = [], offset + size

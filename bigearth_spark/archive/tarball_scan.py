@@ -1,14 +1,18 @@
 """The index pass over a tarball: one sequential read that records its members (name, offset
-in the uncompressed tar, size), and what random access needs: gzip seek points
-(``indexed_gzip``), or for a single-frame ``.tar.zst`` a re-pack into independent zstd frames.
-A fault of the stream (the data ends early, or a block is corrupt) ends the pass; everything
-before it is kept, less the patch folder it cut."""
+in the uncompressed tar, size) and, for a compressed tarball, re-packs the tar into independent
+zstd frames that members are read from at random. A ``.tar.gz`` is inflated by ``rapidgzip``
+(on every core: it finds deflate blocks in parallel, and checks the CRC32); a ``.tar.zst`` (one
+frame in the official files) by one zstd stream. A fault of the stream (the data ends early, a
+block is corrupt, the CRC32 does not match) ends the pass; everything before it is kept, less
+the patch folder it cut."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import os
+import re
 import tarfile
 import zlib
 
@@ -19,7 +23,6 @@ from bigearth_spark import storage
 from bigearth_spark.archive.tarball_files import (
     Seekable,
     StorageReadError,
-    Writable,
     open_tarball,
     stamp,
 )
@@ -27,12 +30,16 @@ from bigearth_spark.archive.tarball_files import (
 log = logging.getLogger(__name__)
 
 TRUNCATED, CORRUPT = "truncated_tarball", "corrupt_tarball"  # quarantine reasons of a fault
-# bytes of tar between two gzip seek points (each keeps a 32 KB window: the index is ~1 % of the
-# tar); the index pass inflates a span ahead, so a corrupt block also hides up to one span before it
-GZIP_SPACING = 4 << 20
-FRAME_SIZE = 1 << 20  # bytes of tar per zstd frame of a re-packed .tar.zst (a random read: ~1 ms)
+FRAME_SIZE = 1 << 20  # bytes of tar per zstd frame of the re-pack (a random read: ~1 ms)
 READ_SIZE = 1 << 20  # bytes of tar decompressed per read: what a fault in the stream can hide
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: a .tar.gz is re-packed into zstd frames too (1 kept gzip seek points)
+GZIP_THREADS = os.cpu_count() or 1  # rapidgzip's parallel inflate of one .tar.gz
+# compressed bytes per rapidgzip chunk (its default): a corrupt block loses the chunk it is in
+GZIP_CHUNK = 4 << 20
+# rapidgzip names where its inflate failed; a failure this close to the end of the compressed
+# bytes is the end of a partial download, not a corrupt block
+_FAILED_AT = re.compile(r"from offset (\d+) B")
+TAIL = 1 << 20
 
 
 class NotATarballError(ValueError):
@@ -46,10 +53,11 @@ class TarballCut(Exception):
 class Counted(io.RawIOBase):
     """A read-only stream that counts the bytes read through it and keeps a copy of them in
     ``sink`` (the zstd re-pack), raising :class:`TarballCut` when the stream beneath fails on
-    its data (a storage error of the file itself passes as it is)."""
+    its data. A storage error of the tarball's file (``raw``) passes as it is, also when the
+    decompressor reported it as its own (rapidgzip reads from threads of its own)."""
 
-    def __init__(self, stream, sink=None) -> None:
-        self.stream, self.sink, self.pos = stream, sink, 0
+    def __init__(self, stream, raw: Seekable, sink=None) -> None:
+        self.stream, self.raw, self.sink, self.pos = stream, raw, sink, 0
 
     def readable(self) -> bool:
         return True
@@ -59,7 +67,9 @@ class Counted(io.RawIOBase):
             data = self.stream.read(len(b))
         except StorageReadError:
             raise  # the storage's: retried by the job, never a property of the data
-        except (OSError, zlib.error, EOFError, pa.ArrowInvalid) as e:
+        except (OSError, ValueError, zlib.error, EOFError, pa.ArrowInvalid) as e:
+            if self.raw.failure is not None:
+                raise self.raw.failure from e
             raise TarballCut(str(e)) from e  # the decompressor's: the data is cut or corrupt
         n = len(data)
         b[:n] = data
@@ -100,17 +110,24 @@ def scan(tarball: str, stream: Counted) -> tuple[dict[str, tuple[int, int]], dic
     last: tarfile.TarInfo | None = None
     cut = None
     try:
-        with tarfile.open(fileobj=io.BufferedReader(stream, READ_SIZE), mode="r|") as tar:
+        buffered = io.BufferedReader(stream, READ_SIZE)
+        with tarfile.open(fileobj=buffered, mode="r|") as tar:
             for info in tar:  # the next header is read once the previous data was skipped
                 _add(members, last)
                 last = info
             _add(members, last)
             last = None
+            while buffered.read(READ_SIZE):  # what follows the end-of-archive header
+                pass
+            if stream.pos < tar.offset + 2 * tarfile.BLOCKSIZE:
+                raise EOFError("the tar ends without its end-of-archive blocks")
     except (TarballCut, tarfile.ReadError, EOFError) as e:
         if not members and last is None:
-            raise NotATarballError(f"{tarball} is not a tar archive: {e}") from None
+            raise NotATarballError(
+                f"{tarball} is not a tar archive, or its data is corrupt from its start: {e}"
+            ) from None
         where = last.name if last is not None else "after the last complete member"
-        reason = TRUNCATED if _truncated(e) else CORRUPT
+        reason = TRUNCATED if _truncated(e, stream.raw) else CORRUPT
         cut = {"member": where, "reason": reason, "message": str(e), "at": stream.pos}
     return members, cut
 
@@ -123,8 +140,12 @@ def _add(members: dict[str, tuple[int, int]], info: tarfile.TarInfo | None) -> N
         members[name] = (info.offset_data, info.size) if info.isfile() else (-1, -1)
 
 
-def _truncated(e: Exception) -> bool:
+def _truncated(e: Exception, raw: Seekable) -> bool:
+    """Whether the fault ``e`` is the end of a partial download (else a corrupt block)."""
     text = str(e).lower()
+    failed_at = _FAILED_AT.search(str(e))
+    if failed_at is not None:  # rapidgzip's: where in the compressed bytes
+        return raw.size() - int(failed_at.group(1)) <= TAIL
     return isinstance(e, EOFError) or any(
         s in text for s in ("unexpected end", "end of", "truncated", "premature", "eof")
     )
@@ -144,9 +165,18 @@ def _without_cut_folder(members: dict[str, tuple[int, int]], cut: dict) -> int:
     )
 
 
+def _decompressed(raw: Seekable, kind: str):
+    """The tar stream inside a compressed tarball (``kind``: gz or zst)."""
+    if kind == "gz":
+        import rapidgzip
+
+        return rapidgzip.RapidgzipFile(raw, parallelization=GZIP_THREADS, chunk_size=GZIP_CHUNK)
+    return pa.CompressedInputStream(raw, "zstd")
+
+
 def write_index(tarball: str, kind: str, out_dir: str) -> tuple[dict, pa.Table]:
     """Read ``tarball`` (``kind``: tar, gz or zst) once, start to end, and write its index into
-    ``out_dir``: ``members.parquet``, ``gzip.idx`` or ``frames.zst``, then ``index.json`` (last:
+    ``out_dir``: ``members.parquet``, for gz and zst ``frames.zst``, then ``index.json`` (last:
     its presence says the index is complete). Returns (index.json's content, the members)."""
     ofs, opath = storage.filesystem(out_dir)
     if isinstance(ofs, pa.fs.LocalFileSystem):
@@ -154,27 +184,17 @@ def write_index(tarball: str, kind: str, out_dir: str) -> tuple[dict, pa.Table]:
     raw = Seekable(open_tarball(tarball))
     meta: dict = {"version": INDEX_VERSION, "kind": kind, **stamp(tarball)}
     try:
-        if kind == "gz":
-            import indexed_gzip
-
-            gz = indexed_gzip.IndexedGzipFile(
-                fileobj=raw, spacing=GZIP_SPACING, buffer_size=READ_SIZE, readbuf_size=1 << 16
-            )
-            try:
-                members, cut = scan(tarball, Counted(gz))
-                with ofs.open_output_stream(f"{opath}/gzip.idx", compression=None) as out:
-                    gz.export_index(fileobj=Writable(out))
-            finally:
-                gz.close()
-        elif kind == "zst":
-            with ofs.open_output_stream(f"{opath}/frames.zst", compression=None) as out:
+        if kind == "tar":
+            members, cut = scan(tarball, Counted(raw, raw))
+        else:
+            with (
+                ofs.open_output_stream(f"{opath}/frames.zst", compression=None) as out,
+                _decompressed(raw, kind) as tar_stream,
+            ):
                 frames = FrameWriter(out)
-                unzstd = pa.CompressedInputStream(raw, "zstd")
-                members, cut = scan(tarball, Counted(unzstd, frames))
+                members, cut = scan(tarball, Counted(tar_stream, raw, frames))
                 frames.close()
             meta["frames"] = frames.frames
-        else:
-            members, cut = scan(tarball, Counted(raw))
     finally:
         raw.close()
     if cut is not None:
