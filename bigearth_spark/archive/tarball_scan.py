@@ -79,6 +79,29 @@ class Counted(io.RawIOBase):
         return n
 
 
+class Forward:
+    """A stream read forwards only, as a seekable file to :mod:`tarfile`: a seek ahead reads on
+    in :data:`READ_SIZE` reads (a member's data is skipped by a few calls, not one per record)."""
+
+    def __init__(self, stream: Counted) -> None:
+        self.stream, self.pos = io.BufferedReader(stream, READ_SIZE), 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence != io.SEEK_SET or pos < self.pos:
+            raise io.UnsupportedOperation("the tar stream is read forwards only")
+        while self.pos < pos and (data := self.stream.read(min(pos - self.pos, READ_SIZE))):
+            self.pos += len(data)
+        return self.pos
+
+
 class FrameWriter:
     """Re-packs a byte stream into independent zstd frames of :data:`FRAME_SIZE` bytes."""
 
@@ -110,15 +133,16 @@ def scan(tarball: str, stream: Counted) -> tuple[dict[str, tuple[int, int]], dic
     last: tarfile.TarInfo | None = None
     cut = None
     try:
-        buffered = io.BufferedReader(stream, READ_SIZE)
-        with tarfile.open(fileobj=buffered, mode="r|") as tar:
-            for info in tar:  # the next header is read once the previous data was skipped
-                _add(members, last)
+        forward = Forward(stream)
+        with tarfile.open(fileobj=forward, mode="r:") as tar:
+            info = tar.firstmember
+            while info is not None:  # the next header is read once this one's data was read
+                tar.members.clear()  # tarfile keeps each member it read: not for millions
                 last = info
-            _add(members, last)
+                info = tar.next()
+                _add(members, last)
             last = None
-            while buffered.read(READ_SIZE):  # what follows the end-of-archive header
-                pass
+            forward.seek(1 << 62)  # what follows the end-of-archive header
             if stream.pos < tar.offset + 2 * tarfile.BLOCKSIZE:
                 raise EOFError("the tar ends without its end-of-archive blocks")
     except (TarballCut, tarfile.ReadError, EOFError) as e:
