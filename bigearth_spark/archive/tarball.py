@@ -6,8 +6,9 @@ quarantine and the lake are those of extracted folders, and every path the lake 
 the tarball and the member.
 
 One sequential pass over a tarball (:func:`index`, :mod:`.tarball_scan`) writes its index
-beside it, in ``T.index/``: the member table (name, offset in the uncompressed tar, size) and
-what random access (:mod:`.tarball_reader`) needs:
+beside it, in ``T.index/``: the member table (name, offset in the uncompressed tar, size; sorted
+by name and looked up a folder at a time, :mod:`.tarball_members`) and what random access
+(:mod:`.tarball_reader`) needs:
 
 * ``.tar``: nothing more, a member is a ranged read of the file;
 * ``.tar.gz``/``.tgz`` and ``.tar.zst``: a gzip stream can only be entered at a seek point with
@@ -29,16 +30,18 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from bigearth_spark import storage
-from bigearth_spark.archive import tarball_files, tarball_scan
+from bigearth_spark.archive import tarball_files, tarball_members, tarball_scan
+from bigearth_spark.archive.tarball_members import MemberTable
 from bigearth_spark.archive.tarball_reader import Reader
 from bigearth_spark.archive.tarball_scan import (  # noqa: F401 (this module's public names)
     CORRUPT,
@@ -50,6 +53,7 @@ from bigearth_spark.archive.tarball_scan import (  # noqa: F401 (this module's p
 SEP = "!/"  # between a tarball and a member: T!/BigEarthNet-v1.0/S2A_.../S2A_..._B02.tif
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst")
 MAX_SPAN = 8 << 20  # a folder spread wider in the tar is read member by member
+FOLDERS_KEPT = 256  # folders looked up kept per tarball and process
 
 
 def is_tarball(path: str) -> bool:
@@ -73,55 +77,84 @@ def member_uri(tarball: str, member: str) -> str:
 
 
 @dataclass
+class Folder:
+    """One folder of a tarball: its entries (name → is a folder), its files (name → offset in
+    the tar, size) and the span of the tar its files lie in (None: wider than
+    :data:`MAX_SPAN`, each file is read alone)."""
+
+    entries: dict[str, bool]
+    files: dict[str, tuple[int, int]]
+    span: tuple[int, int] | None
+
+
 class TarIndex:
-    """A tarball's members (name → offset in the tar, size) and folders (path → entries)."""
+    """A tarball's index: its kind, top folders, fault, and member table (looked up a folder at
+    a time, :data:`FOLDERS_KEPT` folders kept; thread-safe)."""
 
-    tarball: str
-    kind: str  # tar | gz | zst
-    members: dict[str, tuple[int, int]]
-    cut: dict | None = None  # {"member": ..., "reason": ..., "message": ..., "folders": n}
-    folders: dict[str, dict[str, bool]] = field(default_factory=dict)  # path → {name: is_dir}
-    _spans: dict[str, tuple[int, int]] | None = field(default=None, repr=False)
+    def __init__(self, tarball: str, meta: dict, table: MemberTable) -> None:
+        self.tarball, self.kind, self.table = tarball, meta["kind"], table
+        self.top: list[str] = meta["top"]  # the folders at the top of the tarball
+        self.cut: dict | None = meta.get("cut")  # {"member", "reason", "message", "folders"}
+        self.tar_bytes: int = meta["tar_bytes"]  # the members' bytes
+        self.lock = threading.Lock()
+        self.folders: OrderedDict[str, Folder | None] = OrderedDict()
 
-    def __post_init__(self) -> None:
-        for name, (_, size) in self.members.items():
-            parts = name.split("/")
-            for depth in range(len(parts)):
-                parent = "/".join(parts[:depth])
-                is_dir = depth < len(parts) - 1 or size < 0
-                self.folders.setdefault(parent, {})[parts[depth]] = is_dir
-            if size < 0:
-                self.folders.setdefault(name, {})
-        self.folders.setdefault("", {})
+    def members(self) -> Iterator[tarball_members.Member]:
+        """Every member (name, offset, size; -1 for a folder), by name."""
+        return self.table.rows("")
 
-    def span(self, member: str) -> tuple[int, int]:
-        """(start, end) in the tar of the files of ``member``'s folder (contiguous in a tarball
-        written folder by folder; else the member alone)."""
-        if self._spans is None:
-            spans: dict[str, list[int]] = {}
-            for name, (offset, size) in self.members.items():
-                if size >= 0:
-                    span = spans.setdefault(name.rsplit("/", 1)[0], [offset, offset + size])
-                    span[0], span[1] = min(span[0], offset), max(span[1], offset + size)
-            self._spans = {k: (a, b) for k, (a, b) in spans.items() if b - a <= MAX_SPAN}
-        offset, size = self.members[member]
-        return self._spans.get(member.rsplit("/", 1)[0], (offset, offset + size))
+    def folder(self, path: str) -> Folder | None:
+        """Folder ``path`` (``""``: the top); None when the tarball holds no such folder."""
+        with self.lock:
+            if path in self.folders:
+                self.folders.move_to_end(path)
+                return self.folders[path]
+        found = self._read_folder(path)
+        with self.lock:
+            self.folders[path] = found
+            while len(self.folders) > FOLDERS_KEPT:
+                self.folders.popitem(last=False)
+        return found
 
-    @property
-    def top(self) -> list[str]:
-        """The folders at the top of the tarball."""
-        return sorted(n for n, d in self.folders[""].items() if d)
+    def _read_folder(self, path: str) -> Folder | None:
+        prefix = f"{path}/" if path else ""
+        entries: dict[str, bool] = {}
+        files: dict[str, tuple[int, int]] = {}
+        # every name below path: from "path/" to "path0" ("0" follows "/")
+        for name, offset, size in self.table.rows(prefix, f"{path}0" if path else None):
+            child, sep, _ = name[len(prefix) :].partition("/")
+            if sep or size < 0:
+                entries[child] = True
+            else:
+                entries[child], files[child] = False, (offset, size)
+        if not entries and path and (self.table.get(path) or (0, 0))[1] >= 0:
+            return None  # no member below path, and no empty folder of that name
+        ends = [(o, o + z) for o, z in files.values()]
+        span = (min(a for a, _ in ends), max(b for _, b in ends)) if ends else None
+        wide = span is None or span[1] - span[0] > MAX_SPAN
+        return Folder(dict(sorted(entries.items())), files, None if wide else span)
 
     def list_dir(self, member: str) -> list[storage.Entry]:
         """Entries of folder ``member`` (``""``: the top), sorted by name."""
-        entries = self.folders.get(member.strip("/"))
-        if entries is None:
-            raise FileNotFoundError(f"no such folder in {self.tarball}: {member}")
         base = member.strip("/")
+        found = self.folder(base)
+        if found is None:
+            raise FileNotFoundError(f"no such folder in {self.tarball}: {member}")
         return [
             storage.Entry(name, member_uri(self.tarball, f"{base}/{name}" if base else name), d)
-            for name, d in sorted(entries.items())
+            for name, d in found.entries.items()
         ]
+
+    def file(self, member: str) -> tuple[int, int, tuple[int, int]] | None:
+        """(offset, size, span) of file ``member``: the span of its folder's files, or of the
+        file alone (None: no such file)."""
+        parent, _, name = member.rpartition("/")
+        found = self.folder(parent)
+        where = found.files.get(name) if found is not None else None
+        if where is None:
+            return None
+        offset, size = where
+        return offset, size, found.span or (offset, offset + size)
 
 
 def _kind(tarball: str) -> str:
@@ -133,12 +166,6 @@ def _kind(tarball: str) -> str:
 
 def _index_dir(tarball: str) -> str:
     return f"{tarball}.index"
-
-
-def _from(tarball: str, meta: dict, table: pa.Table) -> TarIndex:
-    cols = [table.column(c).to_pylist() for c in ("name", "offset", "size")]
-    members = {n: (o, z) for n, o, z in zip(*cols, strict=True)}
-    return TarIndex(tarball, meta["kind"], members, meta.get("cut"))
 
 
 def _read_meta(tarball: str) -> dict | None:
@@ -167,9 +194,9 @@ def build_index(tarball: str) -> TarIndex:
     fs, path = storage.filesystem(out_dir)
     if isinstance(fs, pa.fs.LocalFileSystem):  # object stores have no folders to create
         fs.create_dir(path, recursive=True)
-    meta, table = tarball_scan.write_index(tarball, _kind(tarball), out_dir)
+    tarball_scan.write_index(tarball, _kind(tarball), out_dir)
     _clear()
-    return _from(tarball, meta, table)
+    return _loaded(tarball)
 
 
 def revalidate() -> None:
@@ -198,17 +225,12 @@ def _loaded(tarball: str) -> TarIndex:
     if meta is None:  # the driver indexes every tarball before any task reads one
         raise FileNotFoundError(f"{tarball} has no index beside it ({_index_dir(tarball)})")
     _LOADED_META[tarball] = meta
-    table = pq.read_table(
-        pa.BufferReader(storage.read_bytes(f"{_index_dir(tarball)}/members.parquet"))
-    )
-    return _from(tarball, meta, table)
+    return TarIndex(tarball, meta, MemberTable(f"{_index_dir(tarball)}/members.parquet"))
 
 
 @lru_cache(maxsize=16)
 def _reader(tarball: str) -> Reader:
-    return Reader(
-        tarball, _loaded(tarball).kind, _index_dir(tarball), _LOADED_META[tarball].get("frames")
-    )
+    return Reader(tarball, _loaded(tarball).kind, _index_dir(tarball))
 
 
 def list_dir(uri: str) -> list[storage.Entry]:
@@ -220,23 +242,22 @@ def list_dir(uri: str) -> list[storage.Entry]:
 def is_dir(uri: str) -> bool:
     """True for a folder inside a tarball."""
     tarball, member = split(uri)
-    return member in _loaded(tarball).folders
+    return _loaded(tarball).folder(member) is not None
 
 
 def is_file(uri: str) -> bool:
     """True for a complete file inside a tarball."""
     tarball, member = split(uri)
-    return _loaded(tarball).members.get(member, (0, -1))[1] >= 0
+    return _loaded(tarball).file(member) is not None
 
 
 def read_bytes(uri: str) -> bytes:
     """The content of the member ``T!/member``."""
     tarball, member = split(uri)
-    index = _loaded(tarball)
-    found = index.members.get(member)
-    if found is None or found[1] < 0:
+    found = _loaded(tarball).file(member)
+    if found is None:
         raise FileNotFoundError(f"no such file in {tarball}: {member}")
-    return _reader(tarball).read(*found, index.span(member))
+    return _reader(tarball).read(*found)
 
 
 def cut_message(uri: str) -> str:

@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bigearth_spark import storage
 from bigearth_spark.archive.tarball_files import open_tarball
@@ -20,14 +21,16 @@ SPANS_KEPT = 64  # patch folders kept decompressed per tarball and process (~300
 class Reader:
     """Random access to the tar inside one tarball (thread-safe; one per process)."""
 
-    def __init__(self, tarball: str, kind: str, index_dir: str, frames: list) -> None:
-        """``index_dir``: where the index pass wrote; ``frames``: its zstd frames."""
+    def __init__(self, tarball: str, kind: str, index_dir: str) -> None:
+        """``index_dir``: where the index pass wrote (the zstd frames of a compressed one)."""
         self.tarball, self.kind, self.lock = tarball, kind, threading.Lock()
         if kind == "tar":
             self.file = open_tarball(tarball)
         else:
-            frames = np.array(frames or [], dtype=np.int64).reshape(-1, 3)
-            self.frames = frames
+            stored = storage.read_bytes(f"{index_dir}/frames.parquet")
+            table = pq.read_table(pa.BufferReader(stored))
+            frames = np.stack([table.column(c).to_numpy() for c in ("at", "packed", "size")], 1)
+            self.frames = frames.reshape(-1, 3)
             self.starts = np.concatenate([[0], np.cumsum(frames[:, 2])]).tolist()
             ifs, ipath = storage.filesystem(f"{index_dir}/frames.zst")
             self.packed = ifs.open_input_file(ipath)

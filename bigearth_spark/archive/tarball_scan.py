@@ -26,13 +26,14 @@ from bigearth_spark.archive.tarball_files import (
     open_tarball,
     stamp,
 )
+from bigearth_spark.archive.tarball_members import write_members
 
 log = logging.getLogger(__name__)
 
 TRUNCATED, CORRUPT = "truncated_tarball", "corrupt_tarball"  # quarantine reasons of a fault
 FRAME_SIZE = 1 << 20  # bytes of tar per zstd frame of the re-pack (a random read: ~1 ms)
 READ_SIZE = 1 << 20  # bytes of tar decompressed per read: what a fault in the stream can hide
-INDEX_VERSION = 2  # 2: a .tar.gz is re-packed into zstd frames too (1 kept gzip seek points)
+INDEX_VERSION = 3  # 3: members sorted by name, a .tar.gz re-packed (1: gzip seek points)
 GZIP_THREADS = os.cpu_count() or 1  # rapidgzip's parallel inflate of one .tar.gz
 # compressed bytes per rapidgzip chunk (its default): a corrupt block loses the chunk it is in
 GZIP_CHUNK = 4 << 20
@@ -120,6 +121,12 @@ class FrameWriter:
             self._frame(bytes(self.pending))
             self.pending = bytearray()
 
+    def table(self) -> pa.Table:
+        """The frames written: each one's offset in the re-pack, its size there and in the tar."""
+        columns = zip(*self.frames, strict=True) if self.frames else ([], [], [])
+        names = ("at", "packed", "size")
+        return pa.table({n: pa.array(v, pa.int64()) for n, v in zip(names, columns, strict=True)})
+
     def _frame(self, data: bytes) -> None:
         packed = self.codec.compress(data, asbytes=True)
         self.out.write(packed)
@@ -198,10 +205,10 @@ def _decompressed(raw: Seekable, kind: str):
     return pa.CompressedInputStream(raw, "zstd")
 
 
-def write_index(tarball: str, kind: str, out_dir: str) -> tuple[dict, pa.Table]:
+def write_index(tarball: str, kind: str, out_dir: str) -> dict:
     """Read ``tarball`` (``kind``: tar, gz or zst) once, start to end, and write its index into
-    ``out_dir``: ``members.parquet``, for gz and zst ``frames.zst``, then ``index.json`` (last:
-    its presence says the index is complete). Returns (index.json's content, the members)."""
+    ``out_dir``: for gz and zst ``frames.zst`` and ``frames.parquet``, ``members.parquet``,
+    then ``index.json`` (last: its presence says the index is complete; returned)."""
     ofs, opath = storage.filesystem(out_dir)
     if isinstance(ofs, pa.fs.LocalFileSystem):
         ofs.create_dir(opath, recursive=True)
@@ -218,25 +225,18 @@ def write_index(tarball: str, kind: str, out_dir: str) -> tuple[dict, pa.Table]:
                 frames = FrameWriter(out)
                 members, cut = scan(tarball, Counted(tar_stream, raw, frames))
                 frames.close()
-            meta["frames"] = frames.frames
+            with ofs.open_output_stream(f"{opath}/frames.parquet", compression=None) as out:
+                pq.write_table(frames.table(), out)
     finally:
         raw.close()
     if cut is not None:
         cut["folders"] = _without_cut_folder(members, cut)
         log.warning("tarball %s ends early or is corrupt: %s", tarball, cut)
     meta["cut"] = cut
-    names = sorted(members, key=lambda n: members[n][0])
-    table = pa.table(
-        {
-            "name": names,
-            "offset": [members[n][0] for n in names],
-            "size": [members[n][1] for n in names],
-        }
-    )
+    meta["top"] = sorted({n.split("/", 1)[0] for n, (_, z) in members.items() if "/" in n or z < 0})
+    meta["tar_bytes"] = sum(z for _, z in members.values() if z > 0)
     with ofs.open_output_stream(f"{opath}/members.parquet", compression=None) as out:
-        pq.write_table(table, out, compression="zstd")
-    with ofs.open_output_stream(
-        f"{opath}/index.json", compression=None
-    ) as out:  # last: the index is complete
-        out.write(json.dumps(meta).encode())
-    return meta, table
+        write_members(members, out)
+    with ofs.open_output_stream(f"{opath}/index.json", compression=None) as out:
+        out.write(json.dumps(meta).encode())  # last: the index is complete
+    return meta

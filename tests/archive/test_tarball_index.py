@@ -1,0 +1,45 @@
+"""A tarball's index looked up a folder at a time: listings, files and their bytes as the
+extracted folder has them, whatever row groups and caches the lookups cross."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bigearth_spark.archive import tarball, tarball_members
+from bigearth_spark.archive.synth.pack import write_tarball
+
+
+@pytest.mark.parametrize("pack", ["tar", "tar.zst"])
+def test_every_folder_and_file_as_extracted(v2_archive, tmp_path, monkeypatch, pack):
+    """Row groups of 5 members, 2 of them kept, 2 folders kept: every folder lists what the
+    file system lists, every file reads its bytes, absent names are neither."""
+    monkeypatch.setattr(tarball_members, "ROWS_PER_GROUP", 5)
+    monkeypatch.setattr(tarball_members, "GROUPS_KEPT", 2)
+    monkeypatch.setattr(tarball, "FOLDERS_KEPT", 2)
+    folder = v2_archive[0] / "BigEarthNet-S2"
+    source = write_tarball(folder, tmp_path / f"BigEarthNet-S2.{pack}", pack)
+    tarball.build_index(str(source))
+
+    def uri(path: Path) -> str:
+        return tarball.member_uri(str(source), str(path.relative_to(folder.parent)))
+
+    walked = list(os.walk(folder))
+    assert sum(len(files) for _, _, files in walked) > 5 * 2 * 3  # crosses groups and caches
+    for root, dirs, files in reversed(walked):  # deepest first: a cold cache for the tops
+        listed = {e.name: e.is_dir for e in tarball.list_dir(uri(Path(root)))}
+        assert listed == {**dict.fromkeys(dirs, True), **dict.fromkeys(files, False)}
+        assert tarball.is_dir(uri(Path(root))) and not tarball.is_file(uri(Path(root)))
+        for name in files:
+            path = Path(root) / name
+            assert tarball.is_file(uri(path)) and not tarball.is_dir(uri(path))
+            assert tarball.read_bytes(uri(path)) == path.read_bytes()
+    assert tarball.index(str(source)).top == ["BigEarthNet-S2"]
+    absent = uri(folder / "no_such_tile")
+    assert not tarball.is_dir(absent) and not tarball.is_file(absent)
+    with pytest.raises(FileNotFoundError):
+        tarball.list_dir(absent)
+    with pytest.raises(FileNotFoundError):
+        tarball.read_bytes(absent + "/x.tif")
