@@ -79,11 +79,12 @@ def member_uri(tarball: str, member: str) -> str:
 @dataclass
 class Folder:
     """One folder of a tarball: its entries (name → is a folder), its files (name → offset in
-    the tar, size) and the span of the tar its files lie in (None: wider than
-    :data:`MAX_SPAN`, each file is read alone)."""
+    the tar, size), the content of those the index keeps, and the span of the tar its files
+    lie in (None: wider than :data:`MAX_SPAN`, each file is read alone)."""
 
     entries: dict[str, bool]
     files: dict[str, tuple[int, int]]
+    inlined: dict[str, bytes]
     span: tuple[int, int] | None
 
 
@@ -100,7 +101,7 @@ class TarIndex:
         self.folders: OrderedDict[str, Folder | None] = OrderedDict()
 
     def members(self) -> Iterator[tarball_members.Member]:
-        """Every member (name, offset, size; -1 for a folder), by name."""
+        """Every member (name, offset, size: -1 for a folder, content kept or None), by name."""
         return self.table.rows("")
 
     def folder(self, path: str) -> Folder | None:
@@ -120,19 +121,22 @@ class TarIndex:
         prefix = f"{path}/" if path else ""
         entries: dict[str, bool] = {}
         files: dict[str, tuple[int, int]] = {}
+        inlined: dict[str, bytes] = {}
         # every name below path: from "path/" to "path0" ("0" follows "/")
-        for name, offset, size in self.table.rows(prefix, f"{path}0" if path else None):
+        for name, offset, size, data in self.table.rows(prefix, f"{path}0" if path else None):
             child, sep, _ = name[len(prefix) :].partition("/")
             if sep or size < 0:
                 entries[child] = True
-            else:
-                entries[child], files[child] = False, (offset, size)
-        if not entries and path and (self.table.get(path) or (0, 0))[1] >= 0:
+                continue
+            entries[child], files[child] = False, (offset, size)
+            if data is not None:
+                inlined[child] = data
+        if not entries and path and (self.table.get(path) or (0, 0, 0))[2] >= 0:
             return None  # no member below path, and no empty folder of that name
         ends = [(o, o + z) for o, z in files.values()]
         span = (min(a for a, _ in ends), max(b for _, b in ends)) if ends else None
         wide = span is None or span[1] - span[0] > MAX_SPAN
-        return Folder(dict(sorted(entries.items())), files, None if wide else span)
+        return Folder(dict(sorted(entries.items())), files, inlined, None if wide else span)
 
     def list_dir(self, member: str) -> list[storage.Entry]:
         """Entries of folder ``member`` (``""``: the top), sorted by name."""
@@ -145,16 +149,16 @@ class TarIndex:
             for name, d in found.entries.items()
         ]
 
-    def file(self, member: str) -> tuple[int, int, tuple[int, int]] | None:
-        """(offset, size, span) of file ``member``: the span of its folder's files, or of the
-        file alone (None: no such file)."""
+    def file(self, member: str) -> tuple[int, int, tuple[int, int], bytes | None] | None:
+        """(offset, size, span, content) of file ``member``: the span of its folder's files (or
+        of the file alone), the content when the index keeps it (None: no such file)."""
         parent, _, name = member.rpartition("/")
         found = self.folder(parent)
         where = found.files.get(name) if found is not None else None
         if where is None:
             return None
         offset, size = where
-        return offset, size, found.span or (offset, offset + size)
+        return offset, size, found.span or (offset, offset + size), found.inlined.get(name)
 
 
 def _kind(tarball: str) -> str:
@@ -257,7 +261,8 @@ def read_bytes(uri: str) -> bytes:
     found = _loaded(tarball).file(member)
     if found is None:
         raise FileNotFoundError(f"no such file in {tarball}: {member}")
-    return _reader(tarball).read(*found)
+    offset, size, span, content = found
+    return content if content is not None else _reader(tarball).read(offset, size, span)
 
 
 def cut_message(uri: str) -> str:

@@ -1,5 +1,6 @@
-"""A tarball's member table: each member's name, the offset of its data in the tar and its size
-(-1 for a folder), sorted by name into Parquet row groups of :data:`ROWS_PER_GROUP` rows.
+"""A tarball's member table: each member's name, the offset of its data in the tar, its size
+(-1 for a folder) and the content of the small members the index keeps (else null), sorted by
+name into Parquet row groups of :data:`ROWS_PER_GROUP` rows.
 
 A process looks members up by name ranges and reads only the row groups that hold them (the
 members of one patch folder are adjacent), keeping the :data:`GROUPS_KEPT` newest: an executor
@@ -21,17 +22,20 @@ from bigearth_spark import storage
 ROWS_PER_GROUP = 512  # ~150 patch folders of S1, ~40 of S2: a row group read costs ~0.3 ms
 GROUPS_KEPT = 64  # row groups kept per tarball and process (~100 KB each as Python lists)
 
-Member = tuple[str, int, int]  # name, offset of the data in the tar, size (-1: a folder)
+Member = tuple[str, int, int, bytes | None]  # name, offset in the tar, size (-1: a folder), content
+COLUMNS = ("name", "offset", "size", "data")
 
 
-def write_members(members: dict[str, tuple[int, int]], out) -> None:
-    """Write ``members`` (name → (offset, size)) sorted by name, as Parquet, to stream ``out``."""
+def write_members(members: dict[str, tuple[int, int]], inlined: dict[str, bytes], out) -> None:
+    """Write ``members`` (name → (offset, size)) with the content of those in ``inlined``, sorted
+    by name, as Parquet, to stream ``out``."""
     names = sorted(members)
     table = pa.table(
         {
             "name": pa.array(names, pa.string()),
             "offset": pa.array([members[n][0] for n in names], pa.int64()),
             "size": pa.array([members[n][1] for n in names], pa.int64()),
+            "data": pa.array([inlined.get(n) for n in names], pa.binary()),
         }
     )
     pq.write_table(table, out, compression="zstd", row_group_size=ROWS_PER_GROUP)
@@ -45,23 +49,23 @@ class MemberTable:
         self.path, self.lock = path, threading.Lock()
         self.file: pq.ParquetFile | None = None
         self.firsts: list[str] = []  # each row group's first name
-        self.groups: OrderedDict[int, tuple[list[str], list[int], list[int]]] = OrderedDict()
+        self.groups: OrderedDict[int, tuple[list, ...]] = OrderedDict()  # the newest read
 
     def rows(self, lo: str, hi: str | None = None) -> Iterator[Member]:
         """The members whose names are in ``[lo, hi)`` (``hi`` None: to the end), by name."""
         firsts = self._firsts()
         group = max(bisect.bisect_right(firsts, lo) - 1, 0)
         while group < len(firsts) and (hi is None or firsts[group] < hi):
-            names, offsets, sizes = self._group(group)
+            names, offsets, sizes, data = self._group(group)
             end = len(names) if hi is None else bisect.bisect_left(names, hi)
             for i in range(bisect.bisect_left(names, lo), end):
-                yield names[i], offsets[i], sizes[i]
+                yield names[i], offsets[i], sizes[i], data[i]
             group += 1
 
-    def get(self, name: str) -> tuple[int, int] | None:
-        """(offset, size) of member ``name``; None when the table has none of that name."""
-        for _, offset, size in self.rows(name, name + "\0"):
-            return offset, size
+    def get(self, name: str) -> Member | None:
+        """Member ``name``; None when the table has none of that name."""
+        for member in self.rows(name, name + "\0"):
+            return member
         return None
 
     def _firsts(self) -> list[str]:
@@ -75,14 +79,14 @@ class MemberTable:
                 ]
             return self.firsts
 
-    def _group(self, group: int) -> tuple[list[str], list[int], list[int]]:
+    def _group(self, group: int) -> tuple[list, ...]:
         with self.lock:
             found = self.groups.get(group)
             if found is not None:
                 self.groups.move_to_end(group)
                 return found
             rows = self.file.read_row_group(group)
-            found = tuple(rows.column(c).to_pylist() for c in ("name", "offset", "size"))
+            found = tuple(rows.column(c).to_pylist() for c in COLUMNS)
             self.groups[group] = found
             while len(self.groups) > GROUPS_KEPT:
                 self.groups.popitem(last=False)

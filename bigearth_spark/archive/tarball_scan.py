@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 TRUNCATED, CORRUPT = "truncated_tarball", "corrupt_tarball"  # quarantine reasons of a fault
 FRAME_SIZE = 1 << 20  # bytes of tar per zstd frame of the re-pack (a random read: ~1 ms)
 READ_SIZE = 1 << 20  # bytes of tar decompressed per read: what a fault in the stream can hide
-INDEX_VERSION = 3  # 3: members sorted by name, a .tar.gz re-packed (1: gzip seek points)
+INDEX_VERSION = 4  # 4: JSON members inlined; 3: sorted by name, .tar.gz re-packed too
 GZIP_THREADS = os.cpu_count() or 1  # rapidgzip's parallel inflate of one .tar.gz
 # compressed bytes per rapidgzip chunk (its default): a corrupt block loses the chunk it is in
 GZIP_CHUNK = 4 << 20
@@ -41,6 +41,9 @@ GZIP_CHUNK = 4 << 20
 # bytes is the end of a partial download, not a corrupt block
 _FAILED_AT = re.compile(r"from offset (\d+) B")
 TAIL = 1 << 20
+# members whose content the index keeps: the discovery reads every v1 patch folder's JSON (S1-S2
+# pairing, labels), which would otherwise decompress every frame of the re-pack once more
+INLINED, INLINED_SIZE = (".json",), 64 << 10
 
 
 class NotATarballError(ValueError):
@@ -134,9 +137,11 @@ class FrameWriter:
         self.written += len(packed)
 
 
-def scan(tarball: str, stream: Counted) -> tuple[dict[str, tuple[int, int]], dict | None]:
-    """One pass over the tar stream: its complete members, and the cut (None: none)."""
+def scan(tarball: str, stream: Counted) -> tuple[dict[str, tuple[int, int]], dict, dict | None]:
+    """One pass over the tar stream: its complete members, the content of those it keeps
+    (:data:`INLINED`), and the cut (None: none)."""
     members: dict[str, tuple[int, int]] = {}
+    inlined: dict[str, bytes] = {}
     last: tarfile.TarInfo | None = None
     cut = None
     try:
@@ -146,8 +151,11 @@ def scan(tarball: str, stream: Counted) -> tuple[dict[str, tuple[int, int]], dic
             while info is not None:  # the next header is read once this one's data was read
                 tar.members.clear()  # tarfile keeps each member it read: not for millions
                 last = info
+                content = _content(tar, info)
                 info = tar.next()
                 _add(members, last)
+                if content is not None:
+                    inlined[last.name] = content
             last = None
             forward.seek(1 << 62)  # what follows the end-of-archive header
             if stream.pos < tar.offset + 2 * tarfile.BLOCKSIZE:
@@ -160,7 +168,17 @@ def scan(tarball: str, stream: Counted) -> tuple[dict[str, tuple[int, int]], dic
         where = last.name if last is not None else "after the last complete member"
         reason = TRUNCATED if _truncated(e, stream.raw) else CORRUPT
         cut = {"member": where, "reason": reason, "message": str(e), "at": stream.pos}
-    return members, cut
+    return members, inlined, cut
+
+
+def _content(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes | None:
+    """The content of ``info`` when the index keeps it (:data:`INLINED`), read as it passes."""
+    if not (info.isfile() and info.name.endswith(INLINED) and info.size <= INLINED_SIZE):
+        return None
+    content = tar.extractfile(info).read()
+    if len(content) < info.size:
+        raise EOFError(f"unexpected end of data in {info.name}")
+    return content
 
 
 def _add(members: dict[str, tuple[int, int]], info: tarfile.TarInfo | None) -> None:
@@ -216,14 +234,14 @@ def write_index(tarball: str, kind: str, out_dir: str) -> dict:
     meta: dict = {"version": INDEX_VERSION, "kind": kind, **stamp(tarball)}
     try:
         if kind == "tar":
-            members, cut = scan(tarball, Counted(raw, raw))
+            members, inlined, cut = scan(tarball, Counted(raw, raw))
         else:
             with (
                 ofs.open_output_stream(f"{opath}/frames.zst", compression=None) as out,
                 _decompressed(raw, kind) as tar_stream,
             ):
                 frames = FrameWriter(out)
-                members, cut = scan(tarball, Counted(tar_stream, raw, frames))
+                members, inlined, cut = scan(tarball, Counted(tar_stream, raw, frames))
                 frames.close()
             with ofs.open_output_stream(f"{opath}/frames.parquet", compression=None) as out:
                 pq.write_table(frames.table(), out)
@@ -236,7 +254,7 @@ def write_index(tarball: str, kind: str, out_dir: str) -> dict:
     meta["top"] = sorted({n.split("/", 1)[0] for n, (_, z) in members.items() if "/" in n or z < 0})
     meta["tar_bytes"] = sum(z for _, z in members.values() if z > 0)
     with ofs.open_output_stream(f"{opath}/members.parquet", compression=None) as out:
-        write_members(members, out)
+        write_members(members, inlined, out)
     with ofs.open_output_stream(f"{opath}/index.json", compression=None) as out:
         out.write(json.dumps(meta).encode())  # last: the index is complete
     return meta

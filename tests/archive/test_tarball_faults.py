@@ -14,7 +14,7 @@ from bigearth_spark.archive.synth.pack import write_tarball
 
 
 def members(index: tarball.TarIndex) -> dict[str, tuple[int, int]]:
-    return {name: (offset, size) for name, offset, size in index.members()}
+    return {name: (offset, size) for name, offset, size, _ in index.members()}
 
 
 def copied(v1_tarballs: Path, name: str, dest: Path) -> Path:

@@ -12,16 +12,26 @@ from bigearth_spark.archive import tarball, tarball_members
 from bigearth_spark.archive.synth.pack import write_tarball
 
 
-@pytest.mark.parametrize("pack", ["tar", "tar.zst"])
-def test_every_folder_and_file_as_extracted(v2_archive, tmp_path, monkeypatch, pack):
+@pytest.mark.parametrize(
+    ("flavor", "top", "pack"),
+    [("v2", "BigEarthNet-S2", "tar"), ("v2", "BigEarthNet-S2", "tar.zst"),
+     ("v1", "BigEarthNet-S1-v1.0", "tar.gz")],
+)  # fmt: skip
+def test_every_folder_and_file_as_extracted(
+    v1_archive, v2_archive, tmp_path, monkeypatch, flavor, top, pack
+):
     """Row groups of 5 members, 2 of them kept, 2 folders kept: every folder lists what the
-    file system lists, every file reads its bytes, absent names are neither."""
+    file system lists, every file reads its bytes (JSON files from the index, which keeps
+    them), absent names are neither."""
     monkeypatch.setattr(tarball_members, "ROWS_PER_GROUP", 5)
     monkeypatch.setattr(tarball_members, "GROUPS_KEPT", 2)
     monkeypatch.setattr(tarball, "FOLDERS_KEPT", 2)
-    folder = v2_archive[0] / "BigEarthNet-S2"
-    source = write_tarball(folder, tmp_path / f"BigEarthNet-S2.{pack}", pack)
-    tarball.build_index(str(source))
+    folder = (v1_archive if flavor == "v1" else v2_archive)[0] / top
+    source = write_tarball(folder, tmp_path / f"{top}.{pack}", pack)
+    index = tarball.build_index(str(source))
+    kept = {n: data for n, _, _, data in index.members() if data is not None}
+    on_disk = {str(p.relative_to(folder.parent)) for p in folder.rglob("*.json")}
+    assert set(kept) == on_disk and (flavor == "v2" or kept)
 
     def uri(path: Path) -> str:
         return tarball.member_uri(str(source), str(path.relative_to(folder.parent)))
@@ -36,7 +46,7 @@ def test_every_folder_and_file_as_extracted(v2_archive, tmp_path, monkeypatch, p
             path = Path(root) / name
             assert tarball.is_file(uri(path)) and not tarball.is_dir(uri(path))
             assert tarball.read_bytes(uri(path)) == path.read_bytes()
-    assert tarball.index(str(source)).top == ["BigEarthNet-S2"]
+    assert tarball.index(str(source)).top == [top]
     absent = uri(folder / "no_such_tile")
     assert not tarball.is_dir(absent) and not tarball.is_file(absent)
     with pytest.raises(FileNotFoundError):
