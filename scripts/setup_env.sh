@@ -24,8 +24,22 @@ fi
 [[ -x $VENV/bin/python ]] || "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade "pip>=24" "setuptools>=70" wheel
-echo "== python dependencies (torch, pyspark, delta-spark, rasterio, ...)"
-"${PIP[@]}" install --progress-bar off -q -e ".[dev]"
+# In three steps, each pinned as in pyproject.toml: pip keeps every download of one call in its
+# temporary folder until that call ends, and pyspark's sdist is built into a wheel (~2 GB of
+# copies of its 430 MB): one call for everything peaked ~2 GB above the finished install.
+# A failed step is tried once more (a dropped download), after saying how much disk is left.
+pinned() { sed -n "s/^ *\"\($1==[^\"]*\)\".*/\1/p" pyproject.toml; }
+pip_step() {
+  echo "== $1"
+  shift
+  "${PIP[@]}" install --progress-bar off -q "$@" && return 0
+  df -h "$ROOT" "${TMPDIR:-/tmp}" >&2
+  echo "== retrying once" >&2
+  "${PIP[@]}" install --progress-bar off -q "$@"
+}
+pip_step "pyspark, delta-spark" "$(pinned pyspark)" "$(pinned delta-spark)"
+pip_step "torch, torchvision" "$(pinned torch)" "$(pinned torchvision)"
+pip_step "the rest of pyproject.toml (rasterio, pyarrow, ...) and the package" -e ".[dev]"
 # petastorm 0.13.1 declares setuptools<70, which it does not need (torch >= 2.9 wants >= 77):
 # installed without its declared dependencies; the ones it uses are in pyproject.toml
 echo "== petastorm 0.13.1"
