@@ -8,12 +8,10 @@ the patch folder it cut."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import re
-import tarfile
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bigearth_spark import storage
+from bigearth_spark.archive.tar_walk import Chunks, TarEnded, TarFormatError, Walk
 from bigearth_spark.archive.tarball_files import (
     Seekable,
     StorageReadError,
@@ -59,56 +58,29 @@ class TarballCut(Exception):
     """The tarball's data ends or breaks before its end (raised inside the index pass)."""
 
 
-class Counted(io.RawIOBase):
-    """A read-only stream that counts the bytes read through it and keeps a copy of them in
-    ``sink`` (the zstd re-pack), raising :class:`TarballCut` when the stream beneath fails on
-    its data. A storage error of the tarball's file (``raw``) passes as it is, also when the
-    decompressor reported it as its own (rapidgzip reads from threads of its own)."""
+class Counted:
+    """A tar stream's bytes in :data:`READ_SIZE` reads (a callable: the next read, b"" at its
+    end), counted, with a copy of each to ``sink`` (the zstd re-pack); :class:`TarballCut` when
+    the stream beneath fails on its data. A storage error of the tarball's file (``raw``)
+    passes as it is, also when the decompressor reported it as its own (rapidgzip reads from
+    threads of its own)."""
 
     def __init__(self, stream, raw: Seekable, sink=None) -> None:
         self.stream, self.raw, self.sink, self.pos = stream, raw, sink, 0
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
+    def __call__(self) -> bytes:
         try:
-            data = self.stream.read(len(b))
+            data = self.stream.read(READ_SIZE)
         except StorageReadError:
             raise  # the storage's: retried by the job, never a property of the data
         except (OSError, ValueError, zlib.error, EOFError, pa.ArrowInvalid) as e:
             if self.raw.failure is not None:
                 raise self.raw.failure from e
             raise TarballCut(str(e)) from e  # the decompressor's: the data is cut or corrupt
-        n = len(data)
-        b[:n] = data
-        self.pos += n
-        if self.sink is not None:
-            self.sink.write(data)
-        return n
-
-
-class Forward:
-    """A stream read forwards only, as a seekable file to :mod:`tarfile`: a seek ahead reads on
-    in :data:`READ_SIZE` reads (a member's data is skipped by a few calls, not one per record)."""
-
-    def __init__(self, stream: Counted) -> None:
-        self.stream, self.pos = io.BufferedReader(stream, READ_SIZE), 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.stream.read(n)
         self.pos += len(data)
+        if self.sink is not None and data:
+            self.sink.write(data)
         return data
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence != io.SEEK_SET or pos < self.pos:
-            raise io.UnsupportedOperation("the tar stream is read forwards only")
-        while self.pos < pos and (data := self.stream.read(min(pos - self.pos, READ_SIZE))):
-            self.pos += len(data)
-        return self.pos
 
 
 class FrameWriter:
@@ -166,55 +138,39 @@ class FrameWriter:
 
 
 def scan(tarball: str, stream: Counted) -> tuple[dict[str, tuple[int, int]], dict, dict | None]:
-    """One pass over the tar stream: its complete members, the content of those it keeps
-    (:data:`INLINED`), and the cut (None: none)."""
+    """One pass over the tar stream: its complete members (a file: offset of its data, size; a
+    folder: -1, -1, an empty patch folder is listed as the extracted archive lists it), the
+    content of those it keeps (:data:`INLINED`), and the cut (None: none)."""
     members: dict[str, tuple[int, int]] = {}
     inlined: dict[str, bytes] = {}
-    last: tarfile.TarInfo | None = None
-    cut = None
+    walk = Walk(Chunks(stream), _inlined)
+    cut, last = None, None
     try:
-        forward = Forward(stream)
-        with tarfile.open(fileobj=forward, mode="r:") as tar:
-            info = tar.firstmember
-            while info is not None:  # the next header is read once this one's data was read
-                tar.members.clear()  # tarfile keeps each member it read: not for millions
-                last = info
-                content = _content(tar, info)
-                info = tar.next()
-                _add(members, last)
-                if content is not None:
-                    inlined[last.name] = content
-            last = None
-            forward.seek(1 << 62)  # what follows the end-of-archive header
-            if stream.pos < tar.offset + 2 * tarfile.BLOCKSIZE:
-                raise EOFError("the tar ends without its end-of-archive blocks")
-    except (TarballCut, tarfile.ReadError, EOFError) as e:
-        if not members and last is None:
+        for member in walk:
+            last = member.name + ("/" if member.kind == "dir" else "")  # a folder's own name
+            if member.kind == "file":
+                members[member.name] = (member.offset, member.size)
+            elif member.kind == "dir":
+                members[member.name] = (-1, -1)
+            if member.content is not None:
+                inlined[member.name] = member.content
+        walk.chunks.drain()  # to the stream's end: gzip's CRC32 is checked there
+    except (TarballCut, TarFormatError, TarEnded) as e:
+        if not members and walk.current is None:
             raise NotATarballError(
                 f"{tarball} is not a tar archive, or its data is corrupt from its start: {e}"
             ) from None
-        where = last.name if last is not None else "after the last complete member"
-        reason = TRUNCATED if _truncated(e, stream.raw) else CORRUPT
-        cut = {"member": where, "reason": reason, "message": str(e), "at": stream.pos}
+        # the member the cut fell in, else the last one read: its patch folder may go on
+        where = walk.current or last
+        corrupt = isinstance(e, TarFormatError) or not _truncated(e, stream.raw)
+        cut = {"member": where, "reason": CORRUPT if corrupt else TRUNCATED, "message": str(e)}
+        cut["at"] = stream.pos
     return members, inlined, cut
 
 
-def _content(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes | None:
-    """The content of ``info`` when the index keeps it (:data:`INLINED`), read as it passes."""
-    if not (info.isfile() and info.name.endswith(INLINED) and info.size <= INLINED_SIZE):
-        return None
-    content = tar.extractfile(info).read()
-    if len(content) < info.size:
-        raise EOFError(f"unexpected end of data in {info.name}")
-    return content
-
-
-def _add(members: dict[str, tuple[int, int]], info: tarfile.TarInfo | None) -> None:
-    """Record a complete member: a file (offset of its data, size) or a folder (-1, -1: an
-    empty patch folder is listed as the extracted archive lists it)."""
-    if info is not None and (info.isfile() or info.isdir()):
-        name = info.name.rstrip("/")
-        members[name] = (info.offset_data, info.size) if info.isfile() else (-1, -1)
+def _inlined(name: str, size: int) -> bool:
+    """Whether the index keeps the content of the file ``name`` (:data:`INLINED`)."""
+    return name.endswith(INLINED) and size <= INLINED_SIZE
 
 
 def _truncated(e: Exception, raw: Seekable) -> bool:
@@ -223,7 +179,7 @@ def _truncated(e: Exception, raw: Seekable) -> bool:
     failed_at = _FAILED_AT.search(str(e))
     if failed_at is not None:  # rapidgzip's: where in the compressed bytes
         return raw.size() - int(failed_at.group(1)) <= TAIL
-    return isinstance(e, EOFError) or any(
+    return isinstance(e, TarEnded) or any(
         s in text for s in ("unexpected end", "end of", "truncated", "premature", "eof")
     )
 

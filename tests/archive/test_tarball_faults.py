@@ -70,19 +70,27 @@ def test_a_crc_mismatch_is_a_corrupt_tarball(v1_tarballs, tmp_path, monkeypatch)
 
 
 def test_a_tar_cut_between_two_members_is_truncated(v1_archive, tmp_path):
-    """A download cut exactly at a member's header (nothing the tar reader notices): the pass
-    sees the end-of-archive blocks missing, records the cut, keeps the members before it."""
+    """A download cut exactly at a member's header, inside a patch folder (nothing the tar
+    reader notices): the pass sees the end-of-archive blocks missing, records the cut, keeps
+    the members before it but the whole of the patch folder the cut fell in."""
     source = write_tarball(v1_archive[0] / "BigEarthNet-S1-v1.0", tmp_path / "s1.tar", "tar")
     with tarfile.open(source) as tar:
         infos = tar.getmembers()
-    at = infos[len(infos) // 2].offset  # the header of a member half-way through
+    i = next(
+        i
+        for i in range(len(infos) // 2, len(infos))
+        if infos[i - 1].isfile()
+        and infos[i].isfile()
+        and infos[i - 1].name.rsplit("/", 1)[0] == infos[i].name.rsplit("/", 1)[0]
+    )
+    folder, at = infos[i].name.rsplit("/", 1)[0], infos[i].offset  # a member's header
     whole = tarball.build_index(str(source))
     source.write_bytes(source.read_bytes()[:at])
     cut = tarball.build_index(str(source))
     assert whole.cut is None
-    assert cut.cut["reason"] == tarball.TRUNCATED
-    kept = {i.name for i in infos if i.offset < at}
-    assert 0 < len(members(cut)) <= len(kept) and set(members(cut)) <= kept
+    assert cut.cut["reason"] == tarball.TRUNCATED and cut.cut["folder"] == folder
+    kept = {i.name for i in infos if i.offset < at and not i.name.startswith(folder)}
+    assert set(members(cut)) == kept
 
 
 def test_a_partial_gzip_download_is_truncated_not_corrupt(v1_tarballs, tmp_path):
