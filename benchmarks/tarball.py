@@ -91,9 +91,9 @@ def seek_points_index_rate(source: Path) -> float:
         with indexed_gzip.IndexedGzipFile(
             fileobj=raw, spacing=4 << 20, buffer_size=1 << 20, readbuf_size=1 << 16
         ) as gz:
-            members, _, _ = tarball_scan.scan(str(t), tarball_scan.Counted(gz, raw))
+            members, _ = tarball_scan.scan(str(t), tarball_scan.Counted(gz, raw))
             gz.export_index(fileobj=io.BytesIO())
-        size += sum(n for _, n in members.values() if n > 0)
+        size += tarball_scan.summary(members)["tar_bytes"]
     return size / 1e6 / (time.perf_counter() - start)
 
 

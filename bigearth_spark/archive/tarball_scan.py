@@ -17,6 +17,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bigearth_spark import storage
@@ -27,7 +28,7 @@ from bigearth_spark.archive.tarball_files import (
     open_tarball,
     stamp,
 )
-from bigearth_spark.archive.tarball_members import write_members
+from bigearth_spark.archive.tarball_members import MemberLog, write_members
 
 log = logging.getLogger(__name__)
 
@@ -137,26 +138,23 @@ class FrameWriter:
         self.written += len(packed)
 
 
-def scan(tarball: str, stream: Counted) -> tuple[dict[str, tuple[int, int]], dict, dict | None]:
-    """One pass over the tar stream: its complete members (a file: offset of its data, size; a
-    folder: -1, -1, an empty patch folder is listed as the extracted archive lists it), the
-    content of those it keeps (:data:`INLINED`), and the cut (None: none)."""
-    members: dict[str, tuple[int, int]] = {}
-    inlined: dict[str, bytes] = {}
+def scan(tarball: str, stream: Counted) -> tuple[pa.Table, dict | None]:
+    """One pass over the tar stream: the table of its complete members (a file: offset of its
+    data, size; a folder: -1, -1, an empty patch folder is listed as the extracted archive lists
+    it; the content of those the index keeps, :data:`INLINED`), and the cut (None: none)."""
+    members = MemberLog()
     walk = Walk(Chunks(stream), _inlined)
     cut, last = None, None
     try:
         for member in walk:
             last = member.name + ("/" if member.kind == "dir" else "")  # a folder's own name
             if member.kind == "file":
-                members[member.name] = (member.offset, member.size)
+                members.add(member.name, member.offset, member.size, member.content)
             elif member.kind == "dir":
-                members[member.name] = (-1, -1)
-            if member.content is not None:
-                inlined[member.name] = member.content
+                members.add(member.name, -1, -1)
         walk.chunks.drain()  # to the stream's end: gzip's CRC32 is checked there
     except (TarballCut, TarFormatError, TarEnded) as e:
-        if not members and walk.current is None:
+        if last is None and walk.current is None:
             raise NotATarballError(
                 f"{tarball} is not a tar archive, or its data is corrupt from its start: {e}"
             ) from None
@@ -165,7 +163,7 @@ def scan(tarball: str, stream: Counted) -> tuple[dict[str, tuple[int, int]], dic
         corrupt = isinstance(e, TarFormatError) or not _truncated(e, stream.raw)
         cut = {"member": where, "reason": CORRUPT if corrupt else TRUNCATED, "message": str(e)}
         cut["at"] = stream.pos
-    return members, inlined, cut
+    return members.table(), cut
 
 
 def _inlined(name: str, size: int) -> bool:
@@ -184,18 +182,30 @@ def _truncated(e: Exception, raw: Seekable) -> bool:
     )
 
 
-def _without_cut_folder(members: dict[str, tuple[int, int]], cut: dict) -> int:
-    """Drop the members of the patch folder the cut fell in (a folder is stored whole or not
-    at all); return how many patch folders remain."""
+def _without_cut_folder(members: pa.Table, cut: dict) -> pa.Table:
+    """The members less those of the patch folder the cut fell in (a folder is stored whole or
+    not at all); ``cut["folders"]``: how many patch folders remain."""
     member = cut["member"]
     folder = member.rsplit("/", 1)[0] if "/" in member else None
     if folder is not None and folder.count("/") >= 1:
-        for name in [n for n in members if n == folder or n.startswith(folder + "/")]:
-            del members[name]
+        names = members.column("name")
+        inside = pc.or_(pc.equal(names, folder), pc.starts_with(names, folder + "/"))
+        members = members.filter(pc.invert(inside))
         cut["folder"] = folder
-    return len(
-        {n.rsplit("/", 1)[0] for n, (_, z) in members.items() if z >= 0 and n.count("/") >= 2}
-    )
+    files = members.filter(pc.greater_equal(members.column("size"), 0)).column("name")
+    in_folders = files.filter(pc.greater_equal(pc.count_substring(files, "/"), 2))
+    folders = pc.replace_substring_regex(in_folders, "/[^/]*$", "")
+    cut["folders"] = pc.count_distinct(folders).as_py()
+    return members
+
+
+def summary(members: pa.Table) -> dict:
+    """The index's top folders and how many bytes of files the tar holds."""
+    names, sizes = members.column("name"), members.column("size")
+    tops = names.filter(pc.or_(pc.less(sizes, 0), pc.greater(pc.count_substring(names, "/"), 0)))
+    top = pc.unique(pc.replace_substring_regex(tops, "/.*$", "")).to_pylist()
+    tar_bytes = pc.sum(sizes.filter(pc.greater(sizes, 0))).as_py() or 0
+    return {"top": sorted(top), "tar_bytes": tar_bytes}
 
 
 def _decompressed(raw: Seekable, kind: str):
@@ -218,27 +228,25 @@ def write_index(tarball: str, kind: str, out_dir: str) -> dict:
     meta: dict = {"version": INDEX_VERSION, "kind": kind, **stamp(tarball)}
     try:
         if kind == "tar":
-            members, inlined, cut = scan(tarball, Counted(raw, raw))
+            members, cut = scan(tarball, Counted(raw, raw))
         else:
             with (
                 ofs.open_output_stream(f"{opath}/frames.zst", compression=None) as out,
                 _decompressed(raw, kind) as tar_stream,
                 FrameWriter(out) as frames,
             ):
-                members, inlined, cut = scan(tarball, Counted(tar_stream, raw, frames))
+                members, cut = scan(tarball, Counted(tar_stream, raw, frames))
                 frames.close()
             with ofs.open_output_stream(f"{opath}/frames.parquet", compression=None) as out:
                 pq.write_table(frames.table(), out)
     finally:
         raw.close()
     if cut is not None:
-        cut["folders"] = _without_cut_folder(members, cut)
+        members = _without_cut_folder(members, cut)
         log.warning("tarball %s ends early or is corrupt: %s", tarball, cut)
-    meta["cut"] = cut
-    meta["top"] = sorted({n.split("/", 1)[0] for n, (_, z) in members.items() if "/" in n or z < 0})
-    meta["tar_bytes"] = sum(z for _, z in members.values() if z > 0)
+    meta.update(cut=cut, **summary(members))
     with ofs.open_output_stream(f"{opath}/members.parquet", compression=None) as out:
-        write_members(members, inlined, out)
+        write_members(members, out)
     with ofs.open_output_stream(f"{opath}/index.json", compression=None) as out:
         out.write(json.dumps(meta).encode())  # last: the index is complete
     return meta

@@ -25,6 +25,7 @@ def test_every_folder_and_file_as_extracted(
     them), absent names are neither."""
     monkeypatch.setattr(tarball_members, "ROWS_PER_GROUP", 5)
     monkeypatch.setattr(tarball_members, "GROUPS_KEPT", 2)
+    monkeypatch.setattr(tarball_members, "LOG_BATCH", 7)  # the log's batches, sorted slices
     monkeypatch.setattr(tarball, "FOLDERS_KEPT", 2)
     folder = (v1_archive if flavor == "v1" else v2_archive)[0] / top
     source = write_tarball(folder, tmp_path / f"{top}.{pack}", pack)
