@@ -50,10 +50,12 @@ def drop_indexes(folder: Path) -> None:
 
 
 def ingest(source: Path, lake: Path) -> tuple[float, int]:
-    """(seconds, peak RSS) of one plain spark-submit ingest of ``source`` into a new lake."""
+    """(seconds, peak RSS) of one plain spark-submit ingest of ``source`` into a new lake; its
+    output kept as ``lake``.log (the ingest's step times)."""
     shutil.rmtree(lake, ignore_errors=True)
     cmd = [str(BIN / "spark-submit"), "jobs/ingest.py", "--input", str(source), "--lake", str(lake)]
-    seconds, peak, _ = run_measured(cmd)
+    seconds, peak, out = run_measured(cmd)
+    lake.with_name(f"{lake.name}_{source.name}.log").write_text(out)
     return seconds, peak
 
 

@@ -62,11 +62,13 @@ class MemberLog:
 
 
 def write_members(members: pa.Table, out) -> None:
-    """Write the member table ``members`` (:data:`SCHEMA`) sorted by name, as Parquet, to
-    stream ``out``, a slice of the sorted order at a time (one sorted copy would double it)."""
+    """Write the member table ``members`` (:data:`SCHEMA`, in tar order) sorted by name, as
+    Parquet, to stream ``out``, a slice of the sorted order at a time (one sorted copy would
+    double it). The sort is stable: a name the tar holds twice has its later member last, which
+    a folder's listing keeps (as ``tar -x`` does)."""
     order = pc.sort_indices(members, [("name", "ascending")])
     with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
-        for start in range(0, max(len(order), 1), LOG_BATCH):
+        for start in range(0, len(order), LOG_BATCH):
             rows = members.take(order.slice(start, LOG_BATCH))
             writer.write_table(rows, row_group_size=ROWS_PER_GROUP)
 
@@ -93,10 +95,11 @@ class MemberTable:
             group += 1
 
     def get(self, name: str) -> Member | None:
-        """Member ``name``; None when the table has none of that name."""
-        for member in self.rows(name, name + "\0"):
-            return member
-        return None
+        """Member ``name`` (the later of two of that name); None when the table has none."""
+        found = None
+        for found in self.rows(name, name + "\0"):  # noqa: B007 (the last one is kept)
+            pass
+        return found
 
     def _firsts(self) -> list[str]:
         with self.lock:

@@ -3,7 +3,9 @@ extracted folder has them, whatever row groups and caches the lookups cross."""
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,26 @@ def test_every_folder_and_file_as_extracted(
         tarball.list_dir(absent)
     with pytest.raises(FileNotFoundError):
         tarball.read_bytes(absent + "/x.tif")
+
+
+@pytest.mark.parametrize("log_batch", [2, 3, 1 << 16])
+def test_a_name_the_tar_holds_twice_reads_as_its_later_member(tmp_path, monkeypatch, log_batch):
+    """A tar appended to holds a name twice; ``tar -x`` leaves the later one, so does the
+    index, also when the two fall in different slices of the sorted member log."""
+    monkeypatch.setattr(tarball_members, "LOG_BATCH", log_batch)
+    source = tmp_path / "appended.tar"
+    with tarfile.open(source, "w") as tar:
+        for name, content in [
+            ("top/p/a.tif", b"old"),
+            ("top/p/b.tif", b"b"),
+            ("top/p/a.tif", b"new"),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    tarball.build_index(str(source))
+    uri = tarball.member_uri(str(source), "top/p")
+    assert [e.name for e in tarball.list_dir(uri)] == ["a.tif", "b.tif"]
+    assert (
+        tarball.read_bytes(f"{uri}/a.tif") == b"new" and tarball.read_bytes(f"{uri}/b.tif") == b"b"
+    )
