@@ -1,7 +1,7 @@
 """The index pass over a tarball: one sequential read that records its members (name, offset
 in the uncompressed tar, size) and, for a compressed tarball, re-packs the tar into independent
 zstd frames that members are read from at random. A ``.tar.gz`` is inflated by ``rapidgzip``
-(on every core: it finds deflate blocks in parallel, and checks the CRC32); a ``.tar.zst`` (one
+(ISA-L; on many cores in parallel, :data:`GZIP_THREADS`; it checks the CRC32); a ``.tar.zst`` (one
 frame in the official files) by one zstd stream. A fault of the stream (the data ends early, a
 block is corrupt, the CRC32 does not match) ends the pass; everything before it is kept, less
 the patch folder it cut."""
@@ -39,7 +39,11 @@ FRAME_SIZE = 1 << 20  # bytes of tar per zstd frame of the re-pack (a random rea
 REPACK_LEVEL, REPACK_THREADS = -1, 2
 READ_SIZE = 1 << 20  # bytes of tar decompressed per read: what a fault in the stream can hide
 INDEX_VERSION = 4  # 4: JSON members inlined; 3: sorted by name, .tar.gz re-packed too
-GZIP_THREADS = os.cpu_count() or 1  # rapidgzip's parallel inflate of one .tar.gz
+# rapidgzip's threads per .tar.gz, two tarballs (S1, S2) indexed side by side: its parallel
+# inflate decodes a chunk without the window before it by a decoder of its own, slower than the
+# ISA-L inflate of one thread; at 2 threads it took twice the CPU for less speed on the
+# synthetic S2 tarball here (327 MB/s of tar against 371), so it is used from 4 threads a stream
+GZIP_THREADS = (os.cpu_count() or 1) // 2 if (os.cpu_count() or 1) >= 8 else 1
 # compressed bytes per rapidgzip chunk (its default): a corrupt block loses the chunk it is in
 GZIP_CHUNK = 4 << 20
 # rapidgzip names where its inflate failed; a failure this close to the end of the compressed

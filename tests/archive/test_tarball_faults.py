@@ -37,12 +37,15 @@ class FailingFile:
         return self.f.read(n)
 
 
-@pytest.mark.parametrize("pack", ["tar.gz", "tar.zst", "tar"])
+@pytest.mark.parametrize(
+    "pack, threads", [("tar.gz", 1), ("tar.gz", 2), ("tar.zst", 1), ("tar", 1)]
+)
 def test_a_storage_error_of_the_pass_is_raised_and_not_recorded(
-    v1_archive, tmp_path, monkeypatch, pack
+    v1_archive, tmp_path, monkeypatch, pack, threads
 ):
     """The file's reads fail half-way: the pass raises the storage's error (the job retries)
     and writes no index, whichever decompressor read the file (rapidgzip's threads too)."""
+    monkeypatch.setattr(tarball_scan, "GZIP_THREADS", threads)
     source = write_tarball(v1_archive[0] / "BigEarthNet-S1-v1.0", tmp_path / f"s1.{pack}", pack)
     size = source.stat().st_size
     opened = tarball_files.open_tarball
@@ -52,9 +55,11 @@ def test_a_storage_error_of_the_pass_is_raised_and_not_recorded(
     assert not (tmp_path / f"s1.{pack}.index" / "index.json").exists()
 
 
-def test_a_crc_mismatch_is_a_corrupt_tarball(v1_tarballs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_crc_mismatch_is_a_corrupt_tarball(v1_tarballs, tmp_path, monkeypatch, threads):
     """Content damaged without a broken block (here: the CRC32 at the end of the stream): the
     pass records a corrupt tarball that names the CRC, with the members before it."""
+    monkeypatch.setattr(tarball_scan, "GZIP_THREADS", threads)
     monkeypatch.setattr(tarball_scan, "GZIP_CHUNK", 256 << 10)
     s1 = copied(v1_tarballs, "BigEarthNet-S1-v1.0.tar.gz", tmp_path)
     index = tarball.build_index(str(s1))
