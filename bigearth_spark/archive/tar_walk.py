@@ -75,13 +75,10 @@ class Chunks:
             self.i = min(need, len(chunk))
             need -= len(chunk)
 
-    def drain(self) -> int:
-        """Read the stream to its end; return how many bytes followed :attr:`pos`."""
-        rest = len(self.buf) - self.i
-        while chunk := self.read():
-            rest += len(chunk)
-        self.buf, self.i = b"", 0
-        return rest
+    def drain(self) -> None:
+        """Read the stream to its end (what follows the archive is not looked at)."""
+        while self.read():
+            pass
 
     def _next(self, wanted: int) -> bytes:
         self.base += len(self.buf)
@@ -99,7 +96,6 @@ class Walk:
         """``keep(name, size)``: whether a file's content is returned with it."""
         self.chunks, self.keep = chunks, keep
         self.current: str | None = None
-        self.end: int | None = None  # the offset of the end-of-archive blocks, once read
 
     def __iter__(self) -> Iterator[Member]:
         chunks, long_name, pax = self.chunks, None, {}
@@ -139,7 +135,6 @@ class Walk:
     def _end(self, at: int) -> None:
         """The first zero block at ``at``: the second must follow (else the tar was cut, or a
         header was zeroed inside it)."""
-        self.end = at
         if self.chunks.take(BLOCK) != _ZERO:
             raise TarFormatError(f"a zero block inside the archive at offset {at}")
 
