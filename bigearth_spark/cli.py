@@ -53,16 +53,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Ingest archive roots into the lake; print what the run did and the lake's tables (with
     ``--summary`` also the lake's counts per split, top labels and quarantine reasons)."""
+    from bigearth_spark.archive.layout import roots_in_background
     from bigearth_spark.etl.ingest import Ingest
     from bigearth_spark.tables.catalog import register
     from bigearth_spark.tables.summary import lake_summary, print_summary, table_states
 
     cfg = _config(args)
+    roots = roots_in_background(args.input)  # tarball inputs are indexed while Spark starts
     spark = _spark(cfg, "bigearth-ingest")
     ingest = Ingest(
         spark, cfg.lake, cfg.database, lock_wait_s=args.lock_wait, single_writer=args.single_writer
     )
-    report = ingest.run(args.input, args.lists)
+    report = ingest.run(args.input, args.lists, roots)
     console.print(
         f"[bold]ingest {report.run_id}[/bold]: {report.entries} entries, "
         f"{report.decoded_ok} readable patches; inserted {report.inserted}"

@@ -8,7 +8,9 @@ Pure Python (no Spark), on paths or URIs (:mod:`bigearth_spark.storage`). Listin
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from bigearth_spark import storage
@@ -101,6 +103,26 @@ def find_roots(path: str | os.PathLike[str]) -> list[ArchiveRoot]:
             f"{path} is not a BigEarthNet archive root (v1 S2, v1 S1 or v2) and holds none"
         )
     return found
+
+
+def roots_of(inputs: list[str]) -> list[ArchiveRoot]:
+    """The archive roots at each of ``inputs`` (:func:`find_roots`), in order."""
+    return [r for i in inputs for r in find_roots(i)]
+
+
+def roots_in_background(inputs: list[str]) -> Future[list[ArchiveRoot]]:
+    """:func:`roots_of` ``inputs`` in a thread of its own: the index pass over tarball inputs
+    (seconds to an hour) runs while the caller starts Spark (seconds of its own)."""
+    future: Future[list[ArchiveRoot]] = Future()
+
+    def find() -> None:
+        try:
+            future.set_result(roots_of(inputs))
+        except BaseException as e:  # the caller's result() raises it
+            future.set_exception(e)
+
+    threading.Thread(target=find, name="bigearth-roots", daemon=True).start()
+    return future
 
 
 @dataclass(frozen=True)

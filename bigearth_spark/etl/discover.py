@@ -16,7 +16,6 @@ the one read).
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
@@ -217,16 +216,28 @@ def folders(spark: SparkSession, roots: list[layout.ArchiveRoot]) -> DataFrame:
     """Every patch folder and stray file below ``roots`` (listed on the executors).
 
     The driver's list of top entries (or ranges) is the tasks' input as it stands (Spark slices
-    it into one task per core: no shuffle), in the order of a hash of each path, so that every
-    task gets its share of each root (v1 S1 folders, whose JSON is read, and S2 folders, which
-    are not) whatever order the roots come in."""
-    top = sorted(
-        (row for root in roots for row in _top_rows(root)),
-        key=lambda r: (zlib.crc32(_first(r).encode()), _first(r)),
-    )
+    it into one task per core: no shuffle), ordered by each entry's rank in its root's name
+    order as a fraction of the root's size (:func:`interleaved`), so that every task gets its
+    share of each root (v1 S1 folders, whose JSON is read, and S2 folders, which are not)
+    whatever order the roots come in, and a consecutive run of each root's names."""
+    top = interleaved([_top_rows(root) for root in roots])
     frame = pd.DataFrame(top, columns=ENTRY_SCHEMA.fieldNames())
     entries = spark.createDataFrame(frame, schema=ENTRY_SCHEMA)
     return entries.mapInPandas(_expand(requests_in_flight(spark)), FOLDER_SCHEMA)
+
+
+def interleaved(groups: list[list[tuple]]) -> list[tuple]:
+    """The entry rows of all ``groups`` (one per root), each group in name order, merged by
+    each row's rank in its group as a fraction of the group's size: any consecutive slice of
+    the result holds the same share of every group, and of each group a run of adjacent names.
+    A tarball's member table is read a row group of adjacent names at a time: in the order of
+    a hash of the paths, each JSON read of the 20,000-pair S1 tarball read a row group of its
+    own (16.7 s against 0.5 s in name order)."""
+    ranked = []
+    for rows in groups:
+        ordered = sorted(rows, key=_first)
+        ranked += [(i / len(ordered), _first(row), row) for i, row in enumerate(ordered)]
+    return [row for _, _, row in sorted(ranked, key=lambda r: r[:2])]
 
 
 def _first(row: tuple) -> str:

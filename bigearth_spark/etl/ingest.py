@@ -31,6 +31,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -150,10 +151,16 @@ class Ingest:
         self._background: list[Background] = []  # steps running beside the main thread
         self._cached: list[DataFrame] = []  # persisted for the run, unpersisted at its end
 
-    def run(self, inputs: list[str], list_dirs: list[str] | None = None) -> IngestReport:
-        """Ingest the archive roots found at ``inputs``; return the report."""
+    def run(
+        self,
+        inputs: list[str],
+        list_dirs: list[str] | None = None,
+        roots: Future[list[layout.ArchiveRoot]] | None = None,
+    ) -> IngestReport:
+        """Ingest the archive roots found at ``inputs`` (``roots``: their
+        :func:`layout.roots_in_background` when already under way); return the report."""
         write_pairs.band_codec(self.spark.conf.get(write_pairs.BAND_CODEC_KEY, None))  # checked
-        roots = [r for i in inputs for r in layout.find_roots(i)]
+        roots = roots.result() if roots is not None else layout.roots_of(inputs)
         report = IngestReport(self.run_id, [f"{r.archive_type}:{r.path}" for r in roots])
         log.info("ingest %s: roots %s", self.run_id, report.roots)
         # the executors list the input (it only reads) while the driver takes the lease and

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bigearth_spark.archive import tarball, tarball_files, tarball_scan
-from bigearth_spark.archive.layout import find_roots
+from bigearth_spark.archive.layout import find_roots, roots_in_background
 from bigearth_spark.archive.synth.pack import pack_archive
 from bigearth_spark.etl.ingest import Ingest
 from bigearth_spark.tables import schema
@@ -165,6 +165,15 @@ def test_a_file_named_as_a_tarball_that_is_none_is_a_clear_error(tmp_path):
         tarball.NotATarballError, match=r"BigEarthNet-S2-v1\.0\.tar\.gz is not a tar"
     ):
         find_roots(str(fake))
+    with pytest.raises(tarball.NotATarballError, match=r"is not a tar"):
+        roots_in_background([str(fake)]).result(timeout=60)  # the CLI's, while Spark starts
+
+
+def test_roots_found_in_background_are_the_inputs_roots(v1_tarballs):
+    inputs = [str(p) for p in sorted(v1_tarballs.glob("*.tar.gz"))]
+    found = roots_in_background(inputs).result(timeout=600)
+    assert found == [r for i in inputs for r in find_roots(i)]
+    assert {r.archive_type for r in found} == {"v1_s1", "v1_s2"}
 
 
 def test_tarballs_on_s3_ingest_as_the_local_ones(spark, v1_archive, v1_lake, v1_tarballs, tmp_path):
