@@ -39,10 +39,11 @@ class Member:
 
 class Chunks:
     """A stream's bytes as the consecutive chunks ``read`` returns (b"" at its end), read and
-    skipped across chunk borders without joining the chunks."""
+    skipped across chunk borders without joining the chunks. A chunk may be a buffer that the
+    next read fills again: what :meth:`take` returns is a copy."""
 
-    def __init__(self, read: Callable[[], bytes]) -> None:
-        self.read, self.buf, self.i, self.base = read, b"", 0, 0
+    def __init__(self, read: Callable[[], bytes | bytearray]) -> None:
+        self.read, self.buf, self.i, self.base = read, memoryview(b""), 0, 0
 
     @property
     def pos(self) -> int:
@@ -54,12 +55,12 @@ class Chunks:
         end = self.i + n
         if end <= len(self.buf):
             self.i = end
-            return self.buf[end - n : end]
-        parts = [self.buf[self.i :]]
+            return self.buf[end - n : end].tobytes()
+        parts = [self.buf[self.i :].tobytes()]
         need = n - len(parts[0])
         while need:
             chunk = self._next(n)
-            parts.append(chunk[:need])
+            parts.append(chunk[:need].tobytes())
             self.i = min(need, len(chunk))
             need -= self.i
         return b"".join(parts)
@@ -80,9 +81,9 @@ class Chunks:
         while self.read():
             pass
 
-    def _next(self, wanted: int) -> bytes:
+    def _next(self, wanted: int) -> memoryview:
         self.base += len(self.buf)
-        self.buf, self.i = self.read(), 0
+        self.buf, self.i = memoryview(self.read()), 0
         if not self.buf:
             raise TarEnded(f"unexpected end of data: {wanted} bytes wanted at offset {self.pos}")
         return self.buf

@@ -78,6 +78,25 @@ def test_kept_content_is_the_members_bytes():
     assert kept == {n: c for n, c in want.items() if n.endswith(".tif")} and len(kept) == 2
 
 
+@pytest.mark.parametrize("read_size", [300, BLOCK, 1000])
+def test_kept_content_survives_the_next_read_into_the_same_buffer(read_size):
+    """The index pass reads every chunk into a buffer it fills again: what the walk keeps is
+    a copy (the walk before it was a view of the buffer's later bytes)."""
+    data = archive(tarfile.PAX_FORMAT)
+    stream, buffer = io.BytesIO(data), bytearray(read_size)
+
+    def read_again():
+        n = stream.readinto(buffer)
+        return buffer if n == read_size else bytes(buffer[:n])
+
+    walk = Walk(Chunks(read_again), lambda name, size: name.endswith(".tif"))
+    kept = {m.name: m.content for m in walk if m.content is not None}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        want = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isreg()}
+    assert kept == {n: c for n, c in want.items() if n.endswith(".tif")} and len(kept) == 2
+    assert all(type(c) is bytes for c in kept.values())
+
+
 def header_at(data: bytes, name: str) -> int:
     """The offset of ``name``'s own header (its data's offset less one block)."""
     return next(m.offset_data for m in tarfile.open(fileobj=io.BytesIO(data)) if m.name == name)
