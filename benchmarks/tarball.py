@@ -16,7 +16,8 @@ the same member scan and no re-pack (the two gzip index builds, measured side by
 Output: ``name=value`` lines; ``ratio_vs_folders_gz=`` (tar.gz ingest's pairs/s ÷ the folder
 ingest's), ``ratio_vs_folders_zst=``, ``ratio_vs_extract_then_ingest=`` (the tar.gz ingest ÷
 extracting both tar.gz then ingesting the folders, timed together), peak RSS of each run's
-process tree and ``rss_vs_folders_gz=`` last.
+process tree and ``rss_vs_folders_gz=`` last; before them, each round's folder rate and
+ratios (the folder run's rate varies the most between runs on this shared machine).
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ def main() -> None:
     )
     runs["rss_vs_folders_gz"] = ratio("tar_gz_peak_rss_gb", "folders_peak_rss_gb")
     print(f"{args.pairs} pairs, medians of {args.rounds} rounds")
+    for name in ("folders_pairs_per_s", "ratio_vs_folders_gz", "ratio_vs_folders_zst"):
+        print(f"  each round, {name}: {', '.join(f'{v:.4g}' for v in runs[name])}")
     for name, values in runs.items():
         print(f"{name}={statistics.median(values):.4g}")
 

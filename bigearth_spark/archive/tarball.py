@@ -13,9 +13,10 @@ by name and looked up a folder at a time, :mod:`.tarball_members`) and what rand
 * ``.tar``: nothing more, a member is a ranged read of the file;
 * ``.tar.gz``/``.tgz`` and ``.tar.zst``: a gzip stream can only be entered at a seek point with
   the 32 KB window before it, and the official ``.tar.zst`` files are one zstd frame, which
-  cannot be entered in the middle at all: the pass (``rapidgzip`` on every core for gzip, one
-  zstd stream for zstd) re-packs the tar into independent zstd frames of ``FRAME_SIZE`` bytes
-  in ``T.index/frames.zst``, and a member is decompressed from the frames that hold it.
+  cannot be entered in the middle at all: the pass (``rapidgzip`` for gzip, in parallel on
+  many cores; one zstd stream for zstd) re-packs the tar into independent zstd frames of
+  ``FRAME_SIZE`` bytes in ``T.index/frames.zst``, and a member is decompressed from the frames
+  that hold it.
 
 Split parts (``…tar.gzaa``, ``…ab``) are one stream (:mod:`.tarball_files`).
 
