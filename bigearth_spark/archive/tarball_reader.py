@@ -1,6 +1,7 @@
 """Random access to the members of an indexed tarball: a ranged read of a ``.tar``; for a
-compressed one, the span of a member's patch folder decompressed once from the zstd frames the
-index pass re-packed, and kept while its other members are read."""
+compressed one, the span of a member's patch folder read once from the frames the index pass
+re-packed (a ranged read of a raw frame, a zstd frame decompressed), and kept while its other
+members are read."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ class Reader:
         else:
             stored = storage.read_bytes(f"{index_dir}/frames.parquet")
             table = pq.read_table(pa.BufferReader(stored))
-            frames = np.stack([table.column(c).to_numpy() for c in ("at", "packed", "size")], 1)
-            self.frames = frames.reshape(-1, 3)
+            columns = ("at", "packed", "size", "raw")
+            frames = np.stack([table.column(c).to_numpy().astype(np.int64) for c in columns], 1)
+            self.frames = frames.reshape(-1, 4)
             self.starts = np.concatenate([[0], np.cumsum(frames[:, 2])]).tolist()
             ifs, ipath = storage.filesystem(f"{index_dir}/frames.zst")
             self.packed = ifs.open_input_file(ipath)
@@ -60,17 +62,20 @@ class Reader:
         parts, end = [], offset + size
         frame = bisect.bisect_right(self.starts, offset) - 1
         while offset < end:
-            data = self._frame(frame)
             start = self.starts[frame]
-            take = data[offset - start : end - start]
+            at, packed, stored, raw = (int(v) for v in self.frames[frame])
+            if raw:  # just the bytes wanted
+                take = self.packed.read_at(min(end, start + stored) - offset, at + offset - start)
+            else:
+                take = self._frame(frame, at, packed, stored)[offset - start : end - start]
             parts.append(take)
             offset += len(take)
             frame += 1
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _frame(self, frame: int) -> bytes:
+    def _frame(self, frame: int, at: int, packed: int, size: int) -> bytes:
+        """The zstd frame ``frame`` decompressed (the last one read is kept)."""
         if self.cached[0] != frame:
-            at, packed, size = (int(v) for v in self.frames[frame])
             data = self.packed.read_at(packed, at)
             self.cached = (frame, self.codec.decompress(data, size, asbytes=True))
         return self.cached[1]

@@ -37,8 +37,14 @@ FRAME_SIZE = 1 << 20  # bytes of tar per zstd frame of the re-pack (a random rea
 # zstd level -1: on the synthetic tar, 0.91 of the tar's bytes at ~930 MB/s of compression and
 # ~1,400 MB/s of decompression on one core here; level 1: 0.73 at ~520 and ~620 MB/s
 REPACK_LEVEL, REPACK_THREADS = -1, 2
+# a frame is stored as it is (raw) when compression keeps more than RAW_ABOVE of its bytes: the
+# band files barely compress at level -1 (the real sample patch's S2 files: 0.94, its S1 files:
+# 1.00; the synthetic ones 0.98 and 1.00), and a raw frame costs no compression in the pass and
+# no decompression in the decode tasks, which read just the bytes they need. One frame in
+# PROBE_EVERY is compressed to see whether compression pays; the next block follows its verdict
+RAW_ABOVE, PROBE_EVERY = 0.9, 16
 READ_SIZE = 1 << 20  # bytes of tar decompressed per read: what a fault in the stream can hide
-INDEX_VERSION = 4  # 4: JSON members inlined; 3: sorted by name, .tar.gz re-packed too
+INDEX_VERSION = 5  # 5: raw frames; 4: JSON inlined; 3: sorted by name, .tar.gz re-packed too
 # rapidgzip's threads per .tar.gz, two tarballs (S1, S2) indexed side by side: its parallel
 # inflate decodes a chunk without the window before it by a decoder of its own, slower than the
 # ISA-L inflate of one thread; at 2 threads it took twice the CPU for less speed on the
@@ -108,10 +114,11 @@ class Counted:
 
 
 class FrameWriter:
-    """Re-packs a byte stream into independent zstd frames of :data:`FRAME_SIZE` bytes, each
-    compressed in a thread of its own (:data:`REPACK_THREADS`: zstd releases the GIL) while the
-    pass reads on, and written in order. A context manager: leaving it stops the threads;
-    :meth:`close` writes what is pending first. The buffers a whole frame was read into
+    """Re-packs a byte stream into independent frames of :data:`FRAME_SIZE` bytes, zstd or
+    raw where compression does not pay (:data:`RAW_ABOVE`, probed every :data:`PROBE_EVERY`
+    frames), each compressed in a thread of its own (:data:`REPACK_THREADS`: zstd releases the
+    GIL) while the pass reads on, and written in order. A context manager: leaving it stops the
+    threads; :meth:`close` writes what is pending first. The buffers a whole frame was read into
     (:meth:`buffer`) are used again once the frame is written."""
 
     def __init__(self, out) -> None:
@@ -121,6 +128,8 @@ class FrameWriter:
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="bigearth-repack-write")
         self.writing: deque[Future] = deque()  # frames being compressed, then written
         self.free: list[bytearray] = []  # buffers whose frame was written
+        # frames so far; the last block's probe and this one's
+        self.count, self.probes = 0, deque(maxlen=2)
 
     def __enter__(self) -> FrameWriter:
         return self
@@ -155,24 +164,43 @@ class FrameWriter:
             self.writing.popleft().result()
 
     def table(self) -> pa.Table:
-        """The frames written: each one's offset in the re-pack, its size there and in the tar."""
-        columns = zip(*self.frames, strict=True) if self.frames else ([], [], [])
-        names = ("at", "packed", "size")
-        return pa.table({n: pa.array(v, pa.int64()) for n, v in zip(names, columns, strict=True)})
+        """The frames written: each one's offset in the re-pack, its size there and in the tar,
+        and whether it is stored raw (else one zstd frame)."""
+        columns = list(zip(*self.frames, strict=True)) if self.frames else [[], [], [], []]
+        types = {"at": pa.int64(), "packed": pa.int64(), "size": pa.int64(), "raw": pa.bool_()}
+        return pa.table(
+            {n: pa.array(v, t) for (n, t), v in zip(types.items(), columns, strict=True)}
+        )
 
     def _frame(self, data: bytes | bytearray, held: bytearray | None) -> None:
-        # into Arrow's memory pool, which keeps its pages (a bytes object took new ones)
-        compressed = self.pool.submit(self.codec.compress, data, asbytes=False)
+        if self.count % PROBE_EVERY == 0:
+            packed = self.pool.submit(self._pack, data)
+            self.probes.append(packed)
+        elif len(self.probes) < 2 or not self.probes[0].result()[1]:
+            packed = self.pool.submit(self._pack, data)  # the first block, or the last paid
+        else:
+            packed = Future()
+            packed.set_result((data, True))
+        self.count += 1
         # written in order by a thread of its own: the pass reads on meanwhile
-        self.writing.append(self.writer.submit(self._write, len(data), compressed, held))
+        self.writing.append(self.writer.submit(self._write, len(data), packed, held))
         while len(self.writing) > 2 * REPACK_THREADS:
             self.writing.popleft().result()
 
-    def _write(self, size: int, compressed: Future, held: bytearray | None) -> None:
-        packed = compressed.result()
-        self.out.write(packed)
-        self.frames.append((self.written, packed.size, size))
-        self.written += packed.size
+    def _pack(self, data: bytes | bytearray) -> tuple[object, bool]:
+        """(the frame as stored, whether raw): zstd unless it keeps over :data:`RAW_ABOVE`."""
+        # into Arrow's memory pool, which keeps its pages (a bytes object took new ones)
+        compressed = self.codec.compress(data, asbytes=False)
+        if compressed.size > RAW_ABOVE * len(data):
+            return data, True
+        return compressed, False
+
+    def _write(self, size: int, packed: Future, held: bytearray | None) -> None:
+        frame, raw = packed.result()
+        self.out.write(frame)
+        stored = len(frame) if raw else frame.size
+        self.frames.append((self.written, stored, size, raw))
+        self.written += stored
         if held is not None:
             self.free.append(held)
 
