@@ -320,7 +320,11 @@ def list_dir(uri: str) -> list[Entry]:
 def list_names(uri: str) -> set[str]:
     """The names in folder ``uri`` (its entries' names only: one ``listdir`` for a local folder,
     read once per patch folder). Raises as :func:`list_dir`."""
-    if is_local(uri) and not _in_tarball(uri):
+    if _in_tarball(uri):
+        from bigearth_spark.archive import tarball
+
+        return tarball.list_names(uri)
+    if is_local(uri):
         return set(os.listdir(local_path(uri)))
     return {e.name for e in list_dir(uri)}
 

@@ -64,6 +64,7 @@ def is_tarball(path: str) -> bool:
     return path.lower().endswith(SUFFIXES) or tarball_files.first_part(path) is True
 
 
+@lru_cache(maxsize=4096)  # a task asks of each of its members' names several times
 def split(uri: str) -> tuple[str, str] | None:
     """(tarball, member path) of a member name ``T!/member``; None for any other path."""
     at = uri.find(SEP)
@@ -242,6 +243,15 @@ def list_dir(uri: str) -> list[storage.Entry]:
     """Entries of the folder ``T!/member`` inside a tarball."""
     tarball, member = split(uri)
     return _loaded(tarball).list_dir(member)
+
+
+def list_names(uri: str) -> set[str]:
+    """The names in the folder ``T!/member`` inside a tarball."""
+    tarball, member = split(uri)
+    found = _loaded(tarball).folder(member.strip("/"))
+    if found is None:
+        raise FileNotFoundError(f"no such folder in {tarball}: {member}")
+    return set(found.entries)
 
 
 def is_dir(uri: str) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bigearth_spark import storage
 from bigearth_spark.archive import tarball, tarball_members
 from bigearth_spark.archive.synth.pack import write_tarball
 
@@ -44,6 +45,7 @@ def test_every_folder_and_file_as_extracted(
     for root, dirs, files in reversed(walked):  # deepest first: a cold cache for the tops
         listed = {e.name: e.is_dir for e in tarball.list_dir(uri(Path(root)))}
         assert listed == {**dict.fromkeys(dirs, True), **dict.fromkeys(files, False)}
+        assert storage.list_names(uri(Path(root))) == {*dirs, *files}
         assert tarball.is_dir(uri(Path(root))) and not tarball.is_file(uri(Path(root)))
         for name in files:
             path = Path(root) / name
@@ -54,6 +56,8 @@ def test_every_folder_and_file_as_extracted(
     assert not tarball.is_dir(absent) and not tarball.is_file(absent)
     with pytest.raises(FileNotFoundError):
         tarball.list_dir(absent)
+    with pytest.raises(FileNotFoundError):
+        storage.list_names(absent)
     with pytest.raises(FileNotFoundError):
         tarball.read_bytes(absent + "/x.tif")
 
