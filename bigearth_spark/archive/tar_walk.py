@@ -6,8 +6,9 @@ wrong for the end of the archive, passing over the rest in silence."""
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 BLOCK = 512
 _ZERO = bytes(BLOCK)
@@ -15,6 +16,8 @@ _REGULAR, _DIR = (b"0", b"\0", b"7"), b"5"
 _NO_DATA = (b"1", b"2", b"3", b"4", b"5", b"6")  # links, devices, folders, FIFOs
 _LONG_NAME, _LONG_LINK, _PAX, _PAX_GLOBAL, _SPARSE = b"L", b"K", b"x", b"g", b"S"
 _SIGNED = struct.Struct("148b8x356b")  # the header's bytes but its checksum field, as int8
+# name, size, checksum, type flag, magic, prefix (what a header's fields the walk reads)
+_FIELDS = struct.Struct("100s24x12s12x8sc100x6s82x155s")
 
 
 class TarFormatError(ValueError):
@@ -25,8 +28,7 @@ class TarEnded(EOFError):
     """The stream ended before the archive did (a partial download)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(NamedTuple):
     """One member: its name, ``kind`` (file, dir or other), where its data starts in the tar,
     its size, and its content when the walk was asked to keep it (else None)."""
 
@@ -148,20 +150,27 @@ def _kind(flag: bytes, name: str) -> str:
 
 def _header(block: bytes, at: int) -> tuple[str, bytes, int]:
     """A header block's name, type flag and size, once its checksum was verified."""
+    raw_name, size_field, checksum_field, flag, magic, prefix = _FIELDS.unpack_from(block)
     try:
-        checksum = _number(block[148:156])
-        size = _number(block[124:136])
+        checksum = _number(checksum_field)
+        size = _number(size_field)
     except ValueError:
         raise TarFormatError(f"no tar header at offset {at}") from None
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
+    unsigned = byte_sum(block) - sum(checksum_field) + 8 * 32
     if checksum != unsigned and checksum != sum(_SIGNED.unpack(block)) + 8 * 32:
         raise TarFormatError(f"bad checksum of the tar header at offset {at}")
-    name = _text(block[:100].split(b"\0", 1)[0])
-    if block[257:263] == b"ustar\x00":  # POSIX ustar: a long path's folders in the prefix
-        prefix = block[345:500].split(b"\0", 1)[0]
+    name = _text(raw_name.split(b"\0", 1)[0])
+    if magic == b"ustar\x00":  # POSIX ustar: a long path's folders in the prefix
+        prefix = prefix.split(b"\0", 1)[0]
         if prefix:
             name = f"{_text(prefix)}/{name}"
-    return name, block[156:157], size
+    return name, flag, size
+
+
+def byte_sum(block: bytes) -> int:
+    """The sum of a 512-byte block's bytes, in C: the low 16 bits of zlib's Adler-32 of each
+    half are 1 + the half's sum (at most 256 * 255 = 65,280, below Adler's modulus 65,521)."""
+    return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
 
 
 def _number(field: bytes) -> int:

@@ -45,9 +45,12 @@ class MemberLog:
     def add(self, name: str, offset: int, size: int, content: bytes | None = None) -> None:
         """Record a member: a file (offset of its data in the tar, size) or a folder (-1, -1),
         with its content when the index keeps it."""
-        for column, value in zip(self.rows, (name, offset, size, content), strict=True):
-            column.append(value)
-        if len(self.rows[0]) == LOG_BATCH:
+        names, offsets, sizes, contents = self.rows
+        names.append(name)
+        offsets.append(offset)
+        sizes.append(size)
+        contents.append(content)
+        if len(names) == LOG_BATCH:
             self._flush()
 
     def table(self) -> pa.Table:

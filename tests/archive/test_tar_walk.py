@@ -4,10 +4,12 @@ every format tarfile writes, reads of any size, and the faults tarfile passes ov
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 
 import pytest
 
+from bigearth_spark.archive import tar_walk
 from bigearth_spark.archive.tar_walk import BLOCK, Chunks, TarEnded, TarFormatError, Walk
 
 LONG = "BigEarthNet-v1.0/" + "S2A_MSIL2A_20170613T101031_0_48" * 4  # over ustar's 100 bytes
@@ -168,3 +170,10 @@ def test_a_cut_archive_ends_early():
 def test_what_is_no_tar_is_an_error(garbage):
     with pytest.raises(TarFormatError, match="at offset 0"):
         walked(garbage)
+
+
+def test_a_blocks_byte_sum_is_exact_up_to_all_bytes_set():
+    """The header checksum's sum of bytes, also past Adler-32's modulus (all bytes 0xff)."""
+    blocks = [bytes(512), b"\xff" * 512, b"\xff" * 256 + bytes(256), os.urandom(512)]
+    blocks += [bytes(range(256)) * 2, os.urandom(256) + b"\xff" * 256]
+    assert [tar_walk.byte_sum(b) for b in blocks] == [sum(b) for b in blocks]
