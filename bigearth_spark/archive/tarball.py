@@ -14,9 +14,9 @@ by name and looked up a folder at a time, :mod:`.tarball_members`) and what rand
 * ``.tar.gz``/``.tgz`` and ``.tar.zst``: a gzip stream can only be entered at a seek point with
   the 32 KB window before it, and the official ``.tar.zst`` files are one zstd frame, which
   cannot be entered in the middle at all: the pass (``rapidgzip`` for gzip, in parallel on
-  many cores; one zstd stream for zstd) re-packs the tar into independent zstd frames of
-  ``FRAME_SIZE`` bytes in ``T.index/frames.zst``, and a member is decompressed from the frames
-  that hold it.
+  many cores; one zstd stream for zstd) re-packs the tar into independent frames of
+  ``FRAME_SIZE`` bytes in ``T.index/frames.zst`` (zstd, or raw where compression does not pay),
+  and a member is read from the frames that hold it.
 
 Split parts (``…tar.gzaa``, ``…ab``) are one stream (:mod:`.tarball_files`).
 

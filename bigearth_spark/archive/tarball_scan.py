@@ -1,8 +1,9 @@
 """The index pass over a tarball: one sequential read that records its members (name, offset
 in the uncompressed tar, size) and, for a compressed tarball, re-packs the tar into independent
-zstd frames that members are read from at random. A ``.tar.gz`` is inflated by ``rapidgzip``
-(ISA-L; on many cores in parallel, :data:`GZIP_THREADS`; it checks the CRC32); a ``.tar.zst`` (one
-frame in the official files) by one zstd stream. A fault of the stream (the data ends early, a
+frames (zstd, or raw where compression does not pay) that members are read from at random. A
+``.tar.gz`` is inflated by ``rapidgzip`` (ISA-L; on many cores in parallel,
+:data:`GZIP_THREADS`; it checks the CRC32); a ``.tar.zst`` (one frame in the official files) by
+one zstd stream. A fault of the stream (the data ends early, a
 block is corrupt, the CRC32 does not match) ends the pass; everything before it is kept, less
 the patch folder it cut."""
 
